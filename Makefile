@@ -1,0 +1,36 @@
+# One command per job. Each target creates .venv and installs what it needs on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install test test-fast demo source release bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the package with its dev tools
+
+test: $(STAMP)  ## run the whole test suite (CPU; slow tests included)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)  ## the test suite without the slow (training, notebook) tests
+	$(PY) -m pytest -q -m "not slow"
+
+demo: $(STAMP)  ## train the reverse task on this machine and write its figures to runs/demo
+	$(VENV)/bin/transformer-lab train reverse --out runs/demo
+	$(VENV)/bin/transformer-lab plot pe --out runs/demo/positional_encoding.png
+	$(VENV)/bin/transformer-lab plot lr --out runs/demo/lr_schedule.png
+
+bench: $(STAMP)  ## speed of the reference against the tutorial's own code (prints ratios)
+	$(PY) benchmarks/bench_reverse.py
+
+clean:  ## remove build outputs (keeps .venv)
+	rm -rf runs build *.egg-info reference/*.egg-info .pytest_cache
