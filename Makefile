@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test test-fast demo source release bench clean
+.PHONY: help install test test-fast demo source release notebook bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,15 @@ demo: $(STAMP)  ## train the reverse task on this machine and write its figures 
 	$(VENV)/bin/transformer-lab train reverse --out runs/demo
 	$(VENV)/bin/transformer-lab plot pe --out runs/demo/positional_encoding.png
 	$(VENV)/bin/transformer-lab plot lr --out runs/demo/lr_schedule.png
+
+source: $(STAMP)  ## rebuild the nbgrader source notebook from notebook/ + reference/
+	$(PY) tools/build_notebook.py
+
+release: source  ## regenerate release/ with nbgrader generate_assignment (fails on leaks)
+	$(PY) tools/build_release.py
+
+notebook: $(STAMP)  ## run the source notebook on CPU in quick mode into runs/notebook
+	$(PY) tools/run_notebook.py --out runs/notebook
 
 bench: $(STAMP)  ## speed of the reference against the tutorial's own code (prints ratios)
 	$(PY) benchmarks/bench_reverse.py

@@ -9,6 +9,7 @@ ratio. Usage: ``python benchmarks/bench_reverse.py [--repeats N] [--epochs E]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -25,7 +26,23 @@ import torch.utils.data as data  # noqa: E402
 
 import tutorial6  # noqa: E402
 from transformer_lab import ReverseConfig, train_reverse  # noqa: E402
-from transformer_lab.reverse import ReversePredictor  # noqa: E402
+
+
+@contextlib.contextmanager
+def timed_fit():
+    """Time every ``Trainer.fit`` inside the block; yields a dict whose "s" holds the last fit's seconds."""
+    fit_time, orig_fit = {}, pl.Trainer.fit
+
+    def fit(self, *a, **k):
+        t0 = time.perf_counter()
+        orig_fit(self, *a, **k)
+        fit_time["s"] = time.perf_counter() - t0
+
+    pl.Trainer.fit = fit
+    try:
+        yield fit_time
+    finally:
+        pl.Trainer.fit = orig_fit
 
 
 def run_tutorial(epochs: int) -> tuple[float, float]:
@@ -35,40 +52,16 @@ def run_tutorial(epochs: int) -> tuple[float, float]:
                                    drop_last=True, pin_memory=torch.cuda.is_available())
     val_loader = data.DataLoader(tutorial6.ReverseDataset(10, 16, 1000), batch_size=128)
     test_loader = data.DataLoader(tutorial6.ReverseDataset(10, 16, 10000), batch_size=128)
-    fit_time = {}
-    orig_fit = pl.Trainer.fit
-
-    def timed_fit(self, *a, **k):
-        t0 = time.perf_counter()
-        orig_fit(self, *a, **k)
-        fit_time["s"] = time.perf_counter() - t0
-
-    pl.Trainer.fit = timed_fit
-    try:
-        with tempfile.TemporaryDirectory() as d:
-            _, result, _ = tutorial6.train_reverse(
-                train_loader, val_loader, test_loader, d, max_epochs=epochs, input_dim=10, model_dim=32,
-                num_heads=1, num_classes=10, num_layers=1, dropout=0.0, lr=5e-4, warmup=50)
-    finally:
-        pl.Trainer.fit = orig_fit
+    with timed_fit() as fit_time, tempfile.TemporaryDirectory() as d:
+        _, result, _ = tutorial6.train_reverse(
+            train_loader, val_loader, test_loader, d, max_epochs=epochs, input_dim=10, model_dim=32,
+            num_heads=1, num_classes=10, num_layers=1, dropout=0.0, lr=5e-4, warmup=50)
     return fit_time["s"], result["test_acc"]
 
 
 def run_reference(epochs: int) -> tuple[float, float]:
-    fit_time = {}
-    orig_fit = pl.Trainer.fit
-
-    def timed_fit(self, *a, **k):
-        t0 = time.perf_counter()
-        orig_fit(self, *a, **k)
-        fit_time["s"] = time.perf_counter() - t0
-
-    pl.Trainer.fit = timed_fit
-    try:
-        with tempfile.TemporaryDirectory() as d:
-            _, result = train_reverse(d, ReverseConfig(max_epochs=epochs), progress=False)
-    finally:
-        pl.Trainer.fit = orig_fit
+    with timed_fit() as fit_time, tempfile.TemporaryDirectory() as d:
+        _, result = train_reverse(d, ReverseConfig(max_epochs=epochs), progress=False)
     return fit_time["s"], result["test_acc"]
 
 

@@ -34,6 +34,7 @@ class PositionalEncoding(nn.Module):
         self.register_buffer("pe", sinusoidal_table(max_len, d_model).unsqueeze(0), persistent=False)
 
     def forward(self, x):
+        """``x``: ``[Batch, SeqLen, d_model]`` -> ``x`` plus the first ``SeqLen`` rows of the table (same shape)."""
         check_tensor("PositionalEncoding", "x", x, ndim=3, last_dim=self.d_model,
                      expected=f"[Batch, SeqLen, {self.d_model}]", floating=True)
         if x.size(1) > self.max_len:

@@ -126,14 +126,19 @@ class TransformerPredictor(pl.LightningModule):
         for name, value in metrics.items():
             self.log(f"{mode}_{name}", value, on_step=mode == "train", on_epoch=mode != "train")
 
-    def training_step(self, batch, batch_idx):
+    def _calculate_loss(self, batch, mode="train"):
+        """Return ``(loss, acc)`` for one batch and log them as ``{mode}_loss`` / ``{mode}_acc``; each task defines it."""
         raise NotImplementedError("TransformerPredictor is a template: use ReversePredictor or AnomalyPredictor")
+
+    def training_step(self, batch, batch_idx):
+        loss, _ = self._calculate_loss(batch, mode="train")
+        return loss
 
     def validation_step(self, batch, batch_idx):
-        raise NotImplementedError("TransformerPredictor is a template: use ReversePredictor or AnomalyPredictor")
+        self._calculate_loss(batch, mode="val")
 
     def test_step(self, batch, batch_idx):
-        raise NotImplementedError("TransformerPredictor is a template: use ReversePredictor or AnomalyPredictor")
+        self._calculate_loss(batch, mode="test")
 
     # --- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint):

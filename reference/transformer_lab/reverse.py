@@ -93,22 +93,21 @@ class ReversePredictor(TransformerPredictor):
         return super()._embed(x, add_positional_encoding)
 
     def _calculate_loss(self, batch, mode="train"):
+        """Token-level cross-entropy and accuracy of one batch, logged as ``{mode}_loss`` / ``{mode}_acc``.
+
+        Args:
+            batch: ``(inp_data, labels)``, both ``[Batch, SeqLen]`` token ids (labels = reversed inputs)
+            mode: ``"train"``, ``"val"`` or ``"test"`` (the prefix of the logged names)
+
+        Returns:
+            ``(loss, acc)``: scalar tensors; the loss averages over all ``Batch * SeqLen`` tokens.
+        """
         inp_data, labels = batch
         preds = self.forward(inp_data, add_positional_encoding=True)  # (B, T, C)
         loss = F.cross_entropy(preds.reshape(-1, preds.size(-1)), labels.reshape(-1))
         acc = (preds.argmax(dim=-1) == labels).float().mean()
         self.log_metrics(mode, loss=loss, acc=acc)
         return loss, acc
-
-    def training_step(self, batch, batch_idx):
-        loss, _ = self._calculate_loss(batch, mode="train")
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        self._calculate_loss(batch, mode="val")
-
-    def test_step(self, batch, batch_idx):
-        self._calculate_loss(batch, mode="test")
 
 
 @dataclass

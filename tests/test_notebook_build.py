@@ -1,0 +1,189 @@
+"""The source notebook is built from the template and the reference package, and nothing else.
+
+Drift: a fresh build must equal the committed notebook, and every function of the notebook that
+exists in the reference must be the reference's code (solution markers, the injected stub
+docstrings and package-relative imports aside).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import build_notebook as bn  # noqa: E402
+from build_release import normalized  # noqa: E402
+
+SOURCE = bn.OUT
+RELEASE = ROOT / "release" / bn.ASSIGNMENT / f"{bn.ASSIGNMENT}.ipynb"
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def grade_cells(nb) -> dict:
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if "nbgrader" in c.metadata}
+
+
+class _Normalise(ast.NodeTransformer):
+    """Drop docstrings and package-relative imports, the two things the builder may change."""
+
+    def _strip_doc(self, node):
+        self.generic_visit(node)
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            body = body[1:]
+        node.body = body or [ast.Pass()]
+        return node
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _strip_doc
+
+    def visit_ImportFrom(self, node):
+        return None if node.level else node
+
+
+def norm(node: ast.AST) -> str:
+    import copy
+
+    return ast.dump(_Normalise().visit(copy.deepcopy(node)))
+
+
+@pytest.fixture(scope="module")
+def source_nb():
+    assert SOURCE.is_file(), f"{SOURCE} missing: run `python tools/build_notebook.py`"
+    return nbformat.read(SOURCE, as_version=4)
+
+
+@pytest.fixture(scope="module")
+def reference_defs() -> dict:
+    """name -> [normalised AST dumps] of every top-level def/class/assignment in the reference."""
+    defs: dict[str, list[str]] = {}
+    for path in sorted(bn.REF.glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            name = getattr(node, "name", None)
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                name = node.targets[0].id
+            if name:
+                defs.setdefault(name, []).append(norm(node))
+    return defs
+
+
+def test_source_notebook_is_a_fresh_build():
+    fresh = json.loads(bn.dumps(bn.build()))
+    committed = normalized(SOURCE)
+    assert fresh == committed, "source notebook is stale: run `python tools/build_notebook.py` (make source)"
+
+
+def test_builder_is_deterministic():
+    assert bn.dumps(bn.build()) == bn.dumps(bn.build())
+
+
+def test_graded_code_equals_reference(source_nb):
+    cells = grade_cells(source_nb)
+    for part, spec in bn.PARTS.items():
+        cell = cells[f"impl_{part}"]
+        tree = ast.parse(cell.source)
+        assert cell.source.count(bn.BEGIN) == len(spec.targets) == cell.source.count(bn.END)
+        for target in spec.targets:
+            mod, qual = target.split(":")
+            ref = bn.Module(mod).find(qual)
+            node = tree
+            for name in qual.split("."):
+                node = next(n for n in node.body if getattr(n, "name", None) == name)
+            assert norm(node) == norm(ref), f"{target}: notebook code differs from the reference"
+            # the solution region is exactly the body after the docstring
+            lines = cell.source.splitlines()
+            begin = [i for i, ln in enumerate(lines) if ln.strip() == bn.BEGIN]
+            assert any(node.lineno < b + 1 < node.end_lineno for b in begin), f"{target}: no solution region in its body"
+
+
+def test_every_notebook_definition_is_the_reference(source_nb, reference_defs):
+    """Given cells too: any def/class the notebook shares with the reference is the reference's code."""
+    shared = 0
+    for cell in code_cells(source_nb):
+        for node in ast.parse(cell.source).body:
+            name = getattr(node, "name", None)
+            if name in reference_defs and not name.startswith("_") or name in ("_save", "_draw_cell", "_fmt"):
+                shared += 1
+                assert norm(node) in reference_defs[name], f"notebook's {name} differs from the reference"
+    assert shared >= 30, f"only {shared} reference definitions found in the notebook"
+
+
+def test_notebook_is_self_contained(source_nb):
+    pattern = re.compile(r"^\s*(import\s+transformer_lab|from\s+transformer_lab|from\s+\.)", re.M)
+    for path in (SOURCE, RELEASE):
+        nb = nbformat.read(path, as_version=4)
+        for cell in code_cells(nb):
+            assert not pattern.search(cell.source), f"{path.name}: a cell imports the reference package:\n{cell.source[:300]}"
+
+
+def test_parts_contract(source_nb):
+    cells = grade_cells(source_nb)
+    parts_md = (ROOT / "source" / "PARTS.md").read_text()
+    total = 0
+    for part, spec in bn.PARTS.items():
+        impl, test = cells[f"impl_{part}"], cells[f"test_{part}"]
+        assert impl.metadata["nbgrader"]["solution"] and not impl.metadata["nbgrader"]["grade"]
+        meta = test.metadata["nbgrader"]
+        assert meta["grade"] and meta["locked"] and not meta["solution"] and meta["points"] == spec.points
+        assert "### BEGIN HIDDEN TESTS" in test.source and "### END HIDDEN TESTS" in test.source
+        public = test.source.split("### BEGIN HIDDEN TESTS")[0]
+        assert "assert" in public or "check_" in public, f"test_{part} has no public assert"
+        row = next((ln for ln in parts_md.splitlines() if ln.startswith(f"| `{part}`")), None)
+        assert row is not None, f"PARTS.md lacks a row for {part}"
+        assert f"`impl_{part}`" in row and f"`test_{part}`" in row and f"| {spec.points} |" in row, row
+        total += spec.points
+    assert total == 25 and "**25 points**" in parts_md
+    grade_ids = [c.metadata["nbgrader"]["grade_id"] for c in source_nb.cells if "nbgrader" in c.metadata]
+    assert len(grade_ids) == len(set(grade_ids))
+    assert "check_helpers" in cells and cells["check_helpers"].metadata["nbgrader"]["locked"]
+
+
+def test_percent_script_round_trip(source_nb):
+    """The notebook reads as a jupytext percent script that keeps the nbgrader metadata."""
+    text = jupytext.writes(source_nb, fmt="py:percent")
+    assert '# %% nbgrader={"grade": true, "grade_id": "test_scaled_dot_product"' in text
+    back = jupytext.reads(text, fmt="py:percent")
+    assert [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in back.cells] == \
+        [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in source_nb.cells]
+
+
+def test_no_jupytext_pairing():
+    """Release notebooks are never paired (jupytext could write solutions back into them)."""
+    for path in (SOURCE, RELEASE):
+        assert "jupytext" not in json.loads(path.read_text())["metadata"], f"{path} carries jupytext pairing metadata"
+    for cfg in ("jupytext.toml", ".jupytext.toml", ".jupytext", "jupytext.yml", ".jupytext.yml"):
+        p = ROOT / cfg
+        assert not p.exists() or "release" not in p.read_text(), f"{cfg} must not pair release notebooks"
+
+
+def _template_with(tmp_path, code: str) -> Path:
+    path = tmp_path / "t.py"
+    path.write_text(bn.TEMPLATE.read_text() + "\n# %%\n" + code + "\n")
+    return path
+
+
+def test_builder_refuses_a_solution_in_a_given_cell(tmp_path):
+    with pytest.raises(bn.BuildError, match="holds the solution"):
+        bn.build(template_path=_template_with(tmp_path, "#@cell given leak\n#@include attention:scaled_dot_product"))
+
+
+def test_builder_refuses_a_repeated_part(tmp_path):
+    with pytest.raises(bn.BuildError, match="duplicate grade id|lacks \\(or repeats\\)"):
+        bn.build(template_path=_template_with(tmp_path, "#@cell impl warmup_factor\n#@include scheduler:warmup_cosine_factor"))
+
+
+def test_builder_refuses_an_unknown_reference_object(tmp_path):
+    with pytest.raises(bn.BuildError, match="no top-level object"):
+        bn.build(template_path=_template_with(tmp_path, "#@cell given nothing\n#@include attention:does_not_exist"))

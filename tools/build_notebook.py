@@ -1,0 +1,402 @@
+#!/usr/bin/env python
+"""Build the nbgrader source notebook from the narrative template and the reference package.
+
+Single source of truth: solution code lives only in ``reference/transformer_lab``; the narrative
+(markdown, given glue code, tests) lives in the jupytext percent script ``notebook/transformer_lab.py``.
+This script assembles ``source/transformer_lab/transformer_lab.ipynb`` from the two.
+
+Directives in the template's code cells (each on a line of its own):
+
+``#@cell given <grade_id>``  read-only cell (nbgrader ``locked``), no points
+``#@cell impl <part>``       solution cell of ``<part>`` (``grade_id: impl_<part>``)
+``#@cell test <part>``       graded, read-only test cell (``grade_id: test_<part>``, points from PARTS)
+``#@imports``                replaced by the merged absolute imports of every included module
+``#@include mod:a,b``        replaced by the source of top-level objects ``a``, ``b`` of
+                             ``transformer_lab.mod`` (functions, classes, assignments)
+
+In an ``impl`` cell, the body (after the docstring) of each of the part's targets is wrapped in
+``### BEGIN SOLUTION`` / ``### END SOLUTION``; nbgrader replaces it with ``raise NotImplementedError()``
+in the release. Package-relative imports (``from .x import y``) are dropped: the notebook defines
+everything itself. A target without a docstring gets the stub docstring of ``STUB_DOCS``.
+
+Usage: ``python tools/build_notebook.py [--out PATH] [--check]`` (``--check``: exit 1 if PATH is stale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import re
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = ROOT / "reference" / "transformer_lab"
+TEMPLATE = ROOT / "notebook" / "transformer_lab.py"
+ASSIGNMENT = "transformer_lab"
+OUT = ROOT / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+
+
+@dataclass(frozen=True)
+class Part:
+    points: int
+    #: ``module:Qualname`` of the functions/methods whose bodies are the solution region.
+    targets: tuple[str, ...] = field(default_factory=tuple)
+
+
+#: The graded parts (contract with the autograder: see source/PARTS.md).
+PARTS: dict[str, Part] = {
+    "scaled_dot_product": Part(3, ("attention:scaled_dot_product",)),
+    "multihead_attention": Part(3, ("attention:MultiheadAttention.forward",)),
+    "encoder_block": Part(3, ("encoder:EncoderBlock.forward",)),
+    "positional_encoding": Part(2, ("positional:sinusoidal_table", "positional:PositionalEncoding.forward")),
+    "warmup_factor": Part(2, ("scheduler:warmup_cosine_factor",)),
+    "reverse_loss": Part(2, ("reverse:ReversePredictor._calculate_loss",)),
+    "train_reverse": Part(3, ("reverse:train_reverse",)),
+    "attention_plot": Part(1, ("plots:plot_attention_maps",)),
+    "anomaly_loss": Part(2, ("anomaly:AnomalyPredictor._calculate_loss",)),
+    "train_anomaly": Part(3, ("anomaly:train_anomaly",)),
+    "prediction_view": Part(1, ("anomaly_plots:plot_anomaly_prediction",)),
+}
+
+#: Docstrings for student stubs whose reference function has none (the reference's own wins).
+STUB_DOCS: dict[str, str] = {
+    "positional:PositionalEncoding.forward": '''\
+"""``x``: ``[Batch, SeqLen, d_model]`` -> ``x`` plus the encoding of positions ``0..SeqLen-1`` (same shape).
+
+Returns a new tensor (do not modify ``x`` in place, and do not forget to return the sum).
+"""''',
+    "reverse:ReversePredictor._calculate_loss": '''\
+"""Loss and accuracy of one batch of the reverse task.
+
+Args:
+    batch: ``(inp_data, labels)``, both ``[Batch, SeqLen]`` int64 token ids; ``labels`` is
+        ``inp_data`` reversed along the sequence.
+    mode: ``"train"``, ``"val"`` or ``"test"``; log ``f"{mode}_loss"`` and ``f"{mode}_acc"``
+        with ``self.log``.
+
+Returns:
+    ``(loss, acc)``: scalar tensors, the cross-entropy over all ``Batch * SeqLen`` tokens and the
+    fraction of tokens predicted correctly. ``self.forward`` accepts the token ids directly (or
+    their one-hot encoding) and returns logits ``[Batch, SeqLen, num_classes]``; sequences need
+    their positional encoding.
+"""''',
+    "anomaly:AnomalyPredictor._calculate_loss": '''\
+"""Loss and accuracy of one batch of set-anomaly detection.
+
+Args:
+    batch: ``(img_sets, indices, labels)``: features ``[Batch, SetSize, input_dim]``, image
+        indices ``[Batch, SetSize]`` (for plots only) and the anomaly's position ``[Batch]``.
+    mode: ``"train"``, ``"val"`` or ``"test"``; log ``f"{mode}_loss"`` and ``f"{mode}_acc"``.
+
+Returns:
+    ``(loss, acc)``: scalar tensors. The model gives one logit per set element; the softmax
+    (cross-entropy) runs over the set dimension, and a set has no order, so no positional encoding.
+"""''',
+}
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+# --- reading the reference ------------------------------------------------------------------
+
+class Module:
+    """One reference module: its source lines, AST and top-level objects."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.path = REF / f"{name}.py"
+        if not self.path.is_file():
+            raise BuildError(f"reference module {self.path.relative_to(ROOT)} does not exist")
+        self.text = self.path.read_text()
+        self.lines = self.text.splitlines()
+        self.tree = ast.parse(self.text)
+
+    def top_level(self, name: str) -> ast.stmt:
+        for node in self.tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+                return node
+            targets = []
+            if isinstance(node, ast.Assign):
+                targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                targets = [node.target.id]
+            if name in targets:
+                return node
+        raise BuildError(f"{self.path.relative_to(ROOT)} has no top-level object {name!r}")
+
+    def object_names(self) -> list[str]:
+        """Names of the top-level functions, classes and assignments, in source order."""
+        names = []
+        for node in self.tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.append(node.name)
+            elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                names.append(node.targets[0].id)
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names.append(node.target.id)
+        return names
+
+    def find(self, qualname: str) -> ast.AST:
+        first, *rest = qualname.split(".")
+        node = self.top_level(first)
+        for part in rest:
+            for child in getattr(node, "body", []):
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and child.name == part:
+                    node = child
+                    break
+            else:
+                raise BuildError(f"{self.path.relative_to(ROOT)}: {qualname!r} not found")
+        return node
+
+    def imports(self) -> list[ast.stmt]:
+        return [n for n in self.tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+                and not (isinstance(n, ast.ImportFrom) and (n.level or n.module == "__future__"))]
+
+
+_MODULES: dict[str, Module] = {}
+
+
+def module(name: str) -> Module:
+    if name not in _MODULES:
+        _MODULES[name] = Module(name)
+    return _MODULES[name]
+
+
+def _start_line(node: ast.stmt) -> int:
+    decos = getattr(node, "decorator_list", [])
+    return min([node.lineno] + [d.lineno for d in decos])
+
+
+def _docstring_node(fn: ast.AST):
+    body = fn.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        return body[0]
+    return None
+
+
+def object_source(mod: Module, name: str, solution_targets: list[str]) -> str:
+    """Source of top-level ``name``: relative imports dropped, solution targets wrapped."""
+    node = mod.top_level(name)
+    first, last = _start_line(node), node.end_lineno
+    while first > 1 and mod.lines[first - 2].lstrip().startswith("#"):  # keep the comment block above
+        first -= 1
+    lines = {i: mod.lines[i - 1] for i in range(first, last + 1)}  # 1-based line -> text
+    inserts_before: dict[int, list[str]] = {}
+    inserts_after: dict[int, list[str]] = {}
+
+    # Drop package-relative imports anywhere inside the object (and a blank line right after).
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.ImportFrom) and sub.level:
+            for i in range(sub.lineno, sub.end_lineno + 1):
+                lines.pop(i, None)
+            nxt = sub.end_lineno + 1
+            if nxt in lines and not lines[nxt].strip():
+                lines.pop(nxt)
+
+    for target in solution_targets:
+        mname, qual = target.split(":")
+        if mname != mod.name or qual.split(".")[0] != name:
+            continue
+        fn = mod.find(qual)
+        doc = _docstring_node(fn)
+        body = fn.body[1:] if doc is not None else fn.body
+        if not body:
+            raise BuildError(f"{target}: nothing after the docstring to turn into a solution region")
+        indent = re.match(r"\s*", mod.lines[body[0].lineno - 1]).group(0)
+        if doc is not None:
+            start = doc.end_lineno + 1
+        else:
+            # first body line, plus any comment lines right above it (still inside the function)
+            start = body[0].lineno
+            while start - 1 > fn.lineno and mod.lines[start - 2].strip().startswith("#"):
+                start -= 1
+            stub = STUB_DOCS.get(target)
+            if stub is None:
+                raise BuildError(f"{target} has no docstring; add one to the reference or to STUB_DOCS")
+            inserts_before.setdefault(start, []).extend(textwrap.indent(stub, indent).splitlines())
+        while start <= fn.end_lineno and start in lines and not lines[start].strip():
+            start += 1
+        inserts_before.setdefault(start, []).append(indent + BEGIN)
+        inserts_after.setdefault(fn.end_lineno, []).append(indent + END)
+
+    out: list[str] = []
+    for i in range(first, last + 1):
+        out.extend(inserts_before.get(i, []))
+        if i in lines:
+            out.append(lines[i])
+        out.extend(inserts_after.get(i, []))
+    return "\n".join(out)
+
+
+def merged_imports(mods: list[Module], extra: str = "") -> str:
+    """One sorted block: the absolute imports of ``mods`` plus the import statements in ``extra``."""
+    plain: set[str] = set()
+    froms: dict[str, set[str]] = {}
+    nodes = [n for mod in mods for n in mod.imports()] + list(ast.parse(extra).body)
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                plain.add(f"import {alias.name}" + (f" as {alias.asname}" if alias.asname else ""))
+        else:
+            names = froms.setdefault(node.module, set())
+            for alias in node.names:
+                names.add(alias.name + (f" as {alias.asname}" if alias.asname else ""))
+    out = sorted(plain, key=lambda s: s.split()[1])
+    out += [f"from {m} import {', '.join(sorted(n))}" for m, n in sorted(froms.items())]
+    return "\n".join(out)
+
+
+# --- assembling the notebook ------------------------------------------------------------------
+
+CELL_RE = re.compile(r"^#@cell\s+(given|impl|test)\s+(\w+)\s*$")
+INCLUDE_RE = re.compile(r"^#@include\s+(\w+):([\w, ]+|\*)\s*$")
+IMPORTS_RE = re.compile(r"^#@imports\s*$")
+IMPORTS_PLACEHOLDER = "\0imports\0"
+
+
+def _cell_id(kind: str, key: str, index: int) -> str:
+    return f"{kind}-{key}"[:64] if kind != "plain" else f"c{index:03d}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def build(partial: bool = False, template_path: Path = TEMPLATE) -> nbformat.NotebookNode:
+    """The source notebook, from ``template_path`` and the reference package (raises BuildError)."""
+    _MODULES.clear()
+    template = jupytext.read(template_path, fmt="py:percent")
+    all_targets = [t for p in PARTS.values() for t in p.targets]
+
+    # First pass: which modules are included (for the merged imports)
+    included: list[str] = []
+    for cell in template.cells:
+        if cell.cell_type == "code":
+            for line in cell.source.splitlines():
+                m = INCLUDE_RE.match(line.strip())
+                if m and m.group(1) not in included:
+                    included.append(m.group(1))
+
+    cells = []
+    seen_ids: set[str] = set()
+    part_cells: dict[str, dict[str, int]] = {p: {"impl": 0, "test": 0} for p in PARTS}
+    for index, cell in enumerate(template.cells):
+        if cell.cell_type == "markdown":
+            new = nbformat.v4.new_markdown_cell(cell.source)
+            new.id = f"md{index:03d}"
+            cells.append(new)
+            continue
+        if cell.cell_type != "code":
+            raise BuildError(f"template cell {index} has unsupported type {cell.cell_type}")
+        role, key = "plain", None
+        body: list[str] = []
+        for line in cell.source.splitlines():
+            stripped = line.strip()
+            if m := CELL_RE.match(stripped):
+                role, key = m.groups()
+                continue
+            if m := INCLUDE_RE.match(stripped):
+                mod = module(m.group(1))
+                names = [n.strip() for n in m.group(2).split(",") if n.strip()]
+                if names == ["*"]:
+                    names = mod.object_names()
+                targets = list(PARTS[key].targets) if role == "impl" else []
+                for j, name in enumerate(names):
+                    leaking = [t for t in all_targets if t.split(":")[0] == mod.name
+                               and t.split(":")[1].split(".")[0] == name and t not in targets]
+                    if leaking:
+                        raise BuildError(f"template cell {index} ({role} {key}) includes {mod.name}:{name}, which "
+                                         f"holds the solution of {leaking}: include it in that part's impl cell")
+                    if j:
+                        body += ["", ""]
+                    body += object_source(mod, name, targets).splitlines()
+                continue
+            if IMPORTS_RE.match(stripped):
+                body.append(IMPORTS_PLACEHOLDER)
+                continue
+            body.append(line)
+        if IMPORTS_PLACEHOLDER in body:
+            # merge the cell's own import lines into the generated block
+            own = [ln for ln in body if re.match(r"(import|from)\s", ln)]
+            body = [ln for ln in body if ln not in own]
+            block = merged_imports([module(n) for n in included], "\n".join(own)).splitlines()
+            i = body.index(IMPORTS_PLACEHOLDER)
+            body[i:i + 1] = block
+        source = "\n".join(body).strip("\n")
+        new = nbformat.v4.new_code_cell(source)
+        if role == "plain":
+            new.id = _cell_id("plain", source, index)
+        else:
+            if role in ("impl", "test") and key not in PARTS:
+                raise BuildError(f"template cell {index}: unknown part {key!r}; parts are {sorted(PARTS)}")
+            grade_id = key if role == "given" else f"{role}_{key}"
+            if grade_id in seen_ids:
+                raise BuildError(f"duplicate grade id {grade_id!r} in the template")
+            seen_ids.add(grade_id)
+            meta = {"grade": role == "test", "grade_id": grade_id, "locked": role != "impl",
+                    "schema_version": 3, "solution": role == "impl", "task": False}
+            if role == "test":
+                meta["points"] = PARTS[key].points
+                if "### BEGIN HIDDEN TESTS" not in source:
+                    raise BuildError(f"test cell of {key!r} has no hidden tests block")
+            if role in ("impl", "test"):
+                part_cells[key][role] += 1
+            if role == "impl" and source.count(BEGIN) != len(PARTS[key].targets):
+                raise BuildError(f"impl cell of {key!r} must include all of {PARTS[key].targets}")
+            new.metadata["nbgrader"] = meta
+            new.id = grade_id.replace("_", "-")
+        cells.append(new)
+
+    missing = [f"{r}_{p}" for p, c in part_cells.items() for r in ("impl", "test") if c[r] != 1]
+    if missing and not partial:
+        raise BuildError(f"template lacks (or repeats) the cells {missing}")
+
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    nbformat.validate(nb)
+    return nb
+
+
+def dumps(nb) -> str:
+    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--check", action="store_true", help="do not write; exit 1 if --out differs from a fresh build")
+    ap.add_argument("--partial", action="store_true", help="allow parts without cells (work in progress only)")
+    args = ap.parse_args(argv)
+    try:
+        text = dumps(build(partial=args.partial))
+    except BuildError as e:
+        print(f"build_notebook: {e}", file=sys.stderr)
+        return 2
+    if args.check:
+        current = args.out.read_text() if args.out.is_file() else ""
+        if current != text:
+            print(f"{args.out} is stale: run `python tools/build_notebook.py`", file=sys.stderr)
+            return 1
+        print(f"{args.out} is up to date")
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

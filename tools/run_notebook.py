@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Run the assignment notebook top to bottom in a work directory, as a student would, and time it.
+
+``python tools/run_notebook.py --out runs/notebook``            the source notebook (solutions), quick mode
+``python tools/run_notebook.py --release --out runs/student``   the release (stops at the first stub)
+
+The directory gets the notebook, the executed copy (``executed.ipynb``) and the ``checkpoints/``
+its training cells write: together they are a complete submission of the reference solution (for
+the autograder's "the reference earns full marks" check). Prints the slowest cells. Quick mode and
+one CPU thread unless the environment says otherwise (``TL_QUICK``, ``OMP_NUM_THREADS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "transformer_lab.ipynb"
+
+
+def _seconds(cell) -> float:
+    ex = cell.get("metadata", {}).get("execution", {})
+    try:
+        start = dt.datetime.fromisoformat(ex["iopub.execute_input"].replace("Z", "+00:00"))
+        end = dt.datetime.fromisoformat(ex["shell.execute_reply"].replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return 0.0
+    return (end - start).total_seconds()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True, help="work directory (created; the notebook runs there)")
+    ap.add_argument("--release", action="store_true", help="run the student release instead of the source")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    args = ap.parse_args(argv)
+    src = ROOT / ("release" if args.release else "source") / "transformer_lab" / NAME
+    args.out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, args.out / NAME)
+    os.environ.setdefault("TL_QUICK", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    nb = nbformat.read(args.out / NAME, as_version=4)
+    client = NotebookClient(nb, timeout=args.timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(args.out)}})
+    t0 = time.perf_counter()
+    status = 0
+    try:
+        client.execute()
+    except CellExecutionError as e:
+        print(str(e).splitlines()[-1] if str(e) else "a cell failed", file=sys.stderr)
+        status = 1
+    total = time.perf_counter() - t0
+    nbformat.write(nb, args.out / "executed.ipynb")
+    timed = sorted(((_seconds(c), c.metadata.get("nbgrader", {}).get("grade_id") or c.source.splitlines()[0][:50])
+                    for c in nb.cells if c.cell_type == "code"), reverse=True)
+    print(f"{src.relative_to(ROOT)}: {'ok' if status == 0 else 'FAILED'} in {total:.0f} s (kernel start included)")
+    for seconds, name in timed[:6]:
+        print(f"  {seconds:6.1f} s  {name}")
+    print(f"executed notebook: {args.out / 'executed.ipynb'}; checkpoints: {args.out / 'checkpoints'}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
