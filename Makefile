@@ -24,10 +24,13 @@ test: $(STAMP)  ## run the whole test suite (CPU; slow tests included)
 test-fast: $(STAMP)  ## the test suite without the slow (training, notebook) tests
 	$(PY) -m pytest -q -m "not slow"
 
-demo: $(STAMP)  ## train the reverse task on this machine and write its figures to runs/demo
+demo: release  ## train the reverse task, draw the figures, build the release, grade the example submissions
 	$(VENV)/bin/transformer-lab train reverse --out runs/demo
 	$(VENV)/bin/transformer-lab plot pe --out runs/demo/positional_encoding.png
 	$(VENV)/bin/transformer-lab plot lr --out runs/demo/lr_schedule.png
+	rm -rf runs/demo/submissions runs/demo/grades
+	$(VENV)/bin/autograder examples runs/demo/submissions --checkpoints runs/demo
+	$(VENV)/bin/autograder grade runs/demo/submissions/* --out runs/demo/grades --jobs 2
 
 source: $(STAMP)  ## rebuild the nbgrader source notebook from notebook/ + reference/
 	$(PY) tools/build_notebook.py
@@ -38,8 +41,11 @@ release: source  ## regenerate release/ with nbgrader generate_assignment (fails
 notebook: $(STAMP)  ## run the source notebook on CPU in quick mode into runs/notebook
 	$(PY) tools/run_notebook.py --out runs/notebook
 
-bench: $(STAMP)  ## speed of the reference against the tutorial's own code (prints ratios)
+bench: $(STAMP)  ## speed against the tutorial's own code and nbgrader, side by side (prints ratios)
 	$(PY) benchmarks/bench_reverse.py
+	$(PY) benchmarks/bench_anomaly.py
+	$(PY) benchmarks/bench_features.py
+	$(PY) benchmarks/bench_autograder.py
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf runs build *.egg-info reference/*.egg-info .pytest_cache

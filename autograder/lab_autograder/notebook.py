@@ -1,0 +1,123 @@
+"""Reading submissions and the source notebook's points, without running anything."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from .parts import DEFAULT_POINTS, PART_ORDER
+
+MAX_NOTEBOOK_BYTES = 50 * 2**20
+_MAGIC = re.compile(r"^\s*[%!]")
+_RUNNABLE_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}
+
+
+class NotebookError(ValueError):
+    """The submission cannot be read as a notebook; the message says why."""
+
+
+def _source(cell) -> str:
+    src = cell.get("source", "")
+    if isinstance(src, list):
+        src = "".join(s for s in src if isinstance(s, str))
+    return src if isinstance(src, str) else ""
+
+
+def strip_magics(src: str) -> str:
+    """Drop IPython line magics and shell escapes (``%...``, ``!...``); run the body of ``%%time``-like cells."""
+    lines = src.splitlines()
+    if lines and lines[0].lstrip().startswith("%%"):
+        name = lines[0].lstrip()[2:].split()[0] if lines[0].strip() != "%%" else ""
+        if name not in _RUNNABLE_CELL_MAGICS:
+            return ""
+        lines = lines[1:]
+    out = []
+    for line in lines:
+        if _MAGIC.match(line):
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(f"{indent}pass  # magic removed by the autograder")
+        elif re.match(r"^\s*\w[\w\s,]*=\s*[!%]", line):  # x = !ls / x = %time f()
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(f"{indent}pass  # magic removed by the autograder")
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def read_cells(path: Path) -> list[dict]:
+    """The notebook's cells as plain dicts; tolerant of files nbformat would reject, strict about JSON."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise NotebookError(f"cannot read {path.name}: {e.strerror}") from None
+    if size > MAX_NOTEBOOK_BYTES:
+        raise NotebookError(f"{path.name} is {size / 2**20:.0f} MiB; notebooks over {MAX_NOTEBOOK_BYTES // 2**20} MiB are refused "
+                            "(clear the outputs before submitting)")
+    raw = path.read_bytes()
+    try:
+        nb = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise NotebookError(f"{path.name} is not a valid notebook (JSON error: {e}); open it in Jupyter and save it again") from None
+    try:  # normalise old formats when nbformat can; fall back to the raw JSON
+        import nbformat
+
+        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+    except Exception:  # noqa: BLE001 - malformed but JSON: use what we can
+        pass
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    if cells is None and isinstance(nb, dict) and isinstance(nb.get("worksheets"), list):  # nbformat 3
+        cells = [c for ws in nb["worksheets"] if isinstance(ws, dict) for c in ws.get("cells", [])]
+    if not isinstance(cells, list):
+        raise NotebookError(f"{path.name} has no list of cells; is it a Jupyter notebook?")
+    return [c for c in cells if isinstance(c, dict)]
+
+
+def code_cells(path: Path) -> list[str]:
+    """Sources of the code cells to run (see :func:`labeled_code_cells`)."""
+    return [src for _, src in labeled_code_cells(path)]
+
+
+def labeled_code_cells(path: Path) -> list[tuple[str, str]]:
+    """``(label, source)`` of the code cells to run, magics removed, nbgrader test cells left out.
+
+    The label names the cell in feedback: its nbgrader ``grade_id``, else ``In [n]`` with ``n``
+    its position among the notebook's cells (1-based).
+
+    Test cells (``grade: true`` without ``solution``) hold the public tests, which the
+    autograder replaces by its own behavioural checks; skipping them also means a student
+    cannot smuggle code into the grading run through them.
+    """
+    out = []
+    for n, cell in enumerate(read_cells(path), 1):
+        if cell.get("cell_type") != "code":
+            continue
+        meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+        nbg = meta.get("nbgrader") if isinstance(meta.get("nbgrader"), dict) else {}
+        if nbg.get("grade") and not nbg.get("solution"):
+            continue
+        src = strip_magics(_source(cell))
+        if src.strip():
+            gid = nbg.get("grade_id")
+            label = str(gid) if isinstance(gid, str) and gid.isidentifier() else f"In [{n}]"
+            out.append((label, src))
+    return out
+
+
+def points_from_source(path: Path | None) -> tuple[dict[str, float], str]:
+    """Points per part from the source notebook's graded test cells (``grade_id: test_<part>``).
+
+    Returns ``(points, origin)``; parts missing from the notebook keep the PARTS.md default.
+    """
+    points = dict(DEFAULT_POINTS)
+    if path is None or not Path(path).is_file():
+        return points, "defaults (source notebook not found)"
+    found = {}
+    for cell in read_cells(Path(path)):
+        nbg = (cell.get("metadata") or {}).get("nbgrader") or {}
+        gid = str(nbg.get("grade_id", ""))
+        if nbg.get("grade") and gid.startswith("test_") and gid[5:] in PART_ORDER:
+            found[gid[5:]] = float(nbg.get("points", 0))
+    points.update(found)
+    return points, f"{path} ({len(found)} graded cells)"

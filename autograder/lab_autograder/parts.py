@@ -1,0 +1,945 @@
+"""The graded parts: the inputs the grader chooses, and the checks of what the worker returns.
+
+Everything here runs in the grading process and never touches student code: the worker's
+outputs arrive as plain tensors/numbers/strings, and every expected value is computed here
+with the reference package (``transformer_lab``). Each part is a list of weighted checks; a
+part's score is ``points * (weight passed / total weight)``. A failed check says what was
+expected, what was received and a hint, but never prints a hidden input.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+#: Fallback points (source/PARTS.md); the grader reads the real ones from the source notebook.
+DEFAULT_POINTS = {
+    "scaled_dot_product": 3, "multihead_attention": 3, "encoder_block": 3, "positional_encoding": 2,
+    "warmup_factor": 2, "reverse_loss": 2, "train_reverse": 3, "attention_plot": 1, "anomaly_loss": 2,
+    "train_anomaly": 3, "prediction_view": 1,
+}
+PART_ORDER = list(DEFAULT_POINTS)
+TITLES = {
+    "scaled_dot_product": "Scaled dot-product attention",
+    "multihead_attention": "Multi-head attention",
+    "encoder_block": "Encoder block (post-LN)",
+    "positional_encoding": "Positional encoding",
+    "warmup_factor": "Cosine warm-up learning-rate factor",
+    "reverse_loss": "Reverse task: loss and accuracy",
+    "train_reverse": "Reverse task: training and checkpoint",
+    "attention_plot": "Attention-map plot",
+    "anomaly_loss": "Set anomaly: loss and accuracy",
+    "train_anomaly": "Set anomaly: training and checkpoint",
+    "prediction_view": "Set anomaly: prediction view",
+}
+REVERSE_THRESHOLD = 0.99
+ANOMALY_THRESHOLD = 0.90
+
+
+@dataclass
+class Check:
+    name: str
+    weight: float
+    passed: bool = False
+    expected: str = ""
+    received: str = ""
+    hint: str = ""
+    partial: float | None = None  # fraction of the weight earned, when not all-or-nothing
+
+    @property
+    def earned(self) -> float:
+        if self.partial is not None:
+            return self.weight * max(0.0, min(1.0, self.partial))
+        return self.weight if self.passed else 0.0
+
+
+@dataclass
+class PartResult:
+    part: str
+    points: float
+    checks: list[Check] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def score(self) -> float:
+        total = sum(c.weight for c in self.checks)
+        if total <= 0:
+            return 0.0
+        return round(self.points * sum(c.earned for c in self.checks) / total, 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# comparison helpers (all on the grader's side)
+# ---------------------------------------------------------------------------------------------
+def _t(x):
+    return x if isinstance(x, torch.Tensor) else None
+
+
+def close(a, b, rtol=1e-4, atol=1e-5) -> bool:
+    a = _t(a)
+    if a is None or not isinstance(b, torch.Tensor) or tuple(a.shape) != tuple(b.shape):
+        return False
+    if not a.is_floating_point():
+        return bool(torch.equal(a.to(b.dtype), b))
+    a, b = a.double(), b.double()
+    if not bool(torch.isfinite(a).all()):
+        return False
+    return bool(torch.allclose(a, b, rtol=rtol, atol=atol))
+
+
+def num_close(a, b, tol=1e-4) -> bool:
+    return isinstance(a, (int, float)) and math.isfinite(a) and abs(a - b) <= tol * max(1.0, abs(b))
+
+
+def shape_of(x) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"shape {list(x.shape)}"
+    return "nothing" if x is None else repr(x)[:80]
+
+
+def describe(x, ref) -> str:
+    """How a received tensor differs from the expected one, without printing hidden values."""
+    if not isinstance(x, torch.Tensor):
+        return "no tensor" if x is None else f"{type(x).__name__}"
+    if tuple(x.shape) != tuple(ref.shape):
+        return f"shape {list(x.shape)} (expected {list(ref.shape)})"
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        return "NaN/inf values"
+    d = (x.double() - ref.double()).abs().max().item()
+    return f"right shape, max abs difference {d:.3g}"
+
+
+def errors_of(out: dict, *steps) -> str:
+    msgs = [out[f"error_{s}"] for s in steps if f"error_{s}" in out]
+    if "error_probe" in out:
+        msgs.append(out["error_probe"])
+    return "; ".join(dict.fromkeys(msgs))
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# the reference, imported lazily (the grader may run where only the reference is installed)
+# ---------------------------------------------------------------------------------------------
+def ref():
+    import transformer_lab as tl
+
+    return tl
+
+
+def _softmax_attention(q, k, v, mask=None, scale=True, dim=-1, invert=False, fill=None):
+    logits = q @ k.transpose(-2, -1)
+    if scale:
+        logits = logits / math.sqrt(q.size(-1))
+    if mask is not None:
+        m = (mask != 0) if invert else (mask == 0)
+        logits = logits.masked_fill(m, fill if fill is not None else torch.finfo(logits.dtype).min)
+    att = F.softmax(logits, dim=dim)
+    return att @ v, att
+
+
+# =============================================================================================
+# scaled_dot_product
+# =============================================================================================
+def inputs_scaled_dot_product(seed):
+    g = _gen(seed)
+    B, H, T, D = 2, 3, 5, 16
+    inp = {}
+    for case in ("plain", "mask"):
+        for n in "qkv":
+            inp[f"{case}_{n}"] = torch.randn(B, H, T, D, generator=g)
+    mask = torch.rand(B, 1, T, T, generator=g) > 0.5
+    mask |= torch.eye(T, dtype=torch.bool)  # every row keeps at least one position
+    inp["mask_mask"] = mask
+    inp["rect_q"], inp["rect_k"], inp["rect_v"] = (torch.randn(2, 4, 16, generator=g), torch.randn(2, 7, 16, generator=g),
+                                                   torch.randn(2, 7, 6, generator=g))
+    for n in "qkv":
+        inp[f"pad_{n}"] = torch.randn(2, 2, 6, 8, generator=g)
+    pad = torch.ones(2, 1, 1, 6, dtype=torch.bool)
+    pad[1, ..., 4:] = False
+    inp["pad_mask"] = pad
+    return inp
+
+
+def _sdp_diagnose(inp, out, case):
+    q, k, v = (inp[f"{case}_{n}"] for n in "qkv")
+    mask = inp.get(f"{case}_mask")
+    vals, att = out.get(f"{case}_values"), out.get(f"{case}_attention")
+    if isinstance(att, torch.Tensor) and att.dim() >= 2 and att.shape == (q @ k.transpose(-2, -1)).shape:
+        if close(att, _softmax_attention(q, k, v, mask, scale=False)[1], 1e-3, 1e-4):
+            return "the logits are not divided by sqrt(d_k): scale Q K^T by 1/math.sqrt(q.size(-1))"
+        if close(att, F.softmax((q @ k.transpose(-2, -1)) / q.size(-1), dim=-1) if mask is None else att * 0 + 2, 1e-3, 1e-4):
+            return "the logits are divided by d_k, not by sqrt(d_k)"
+        if close(att, _softmax_attention(q, k, v, mask, dim=-2)[1], 1e-3, 1e-4) or close(
+                att, _softmax_attention(q, k, v, mask, scale=False, dim=-2)[1], 1e-3, 1e-4):
+            return "softmax is taken over the wrong axis: normalise over the keys (dim=-1), so each query's row sums to 1"
+        if mask is not None:
+            if close(att, _softmax_attention(q, k, v, None)[1], 1e-3, 1e-4):
+                return "the mask is ignored: fill the logits where mask == 0 with a very negative number before the softmax"
+            if close(att, _softmax_attention(q, k, v, mask, invert=True)[1], 1e-3, 1e-4):
+                return "the mask is inverted: positions where mask == 0 must get zero weight (you masked where mask == 1)"
+            if bool((att.masked_select(torch.broadcast_to(mask == 0, att.shape)).abs() > 1e-6).any()):
+                return "masked positions (mask == 0) still get attention weight; apply the mask before the softmax"
+        if not close(att.sum(-1), torch.ones(att.shape[:-1]), 1e-3, 1e-4):
+            return "attention rows do not sum to 1: apply softmax over the last axis"
+    if isinstance(vals, torch.Tensor) and isinstance(att, torch.Tensor) and close(
+            att, _softmax_attention(q, k, v, mask)[1], 1e-3, 1e-4):
+        return "the attention is right but values are not attention @ v"
+    return "compare with softmax(Q K^T / sqrt(d_k)) V; keep the batch/head dimensions in front"
+
+
+def grade_scaled_dot_product(inp, out, points):
+    pr = PartResult("scaled_dot_product", points)
+    err = errors_of(out, "plain", "rect")
+    ref_plain = _softmax_attention(*(inp[f"plain_{n}"] for n in "qkv"))
+    ref_rect = _softmax_attention(*(inp[f"rect_{n}"] for n in "qkv"))
+    shapes_ok = all(isinstance(out.get(f"{c}_values"), torch.Tensor) and out[f"{c}_values"].shape == r[0].shape
+                    and isinstance(out.get(f"{c}_attention"), torch.Tensor) and out[f"{c}_attention"].shape == r[1].shape
+                    for c, r in (("plain", ref_plain), ("rect", ref_rect)))
+    pr.checks.append(Check("returns (values [..., T_q, d_v], attention [..., T_q, T_k]), also for T_q != T_k and d_v != d_k",
+                           0.5, shapes_ok, "values [2, 3, 5, 16] / attention [2, 3, 5, 5]; values [2, 4, 6] / attention [2, 4, 7]",
+                           err or f"values {shape_of(out.get('plain_values'))}, attention {shape_of(out.get('plain_attention'))}; "
+                           f"rectangular case: values {shape_of(out.get('rect_values'))}, attention {shape_of(out.get('rect_attention'))}",
+                           "q [..., T_q, d_k] @ k^T [..., d_k, T_k] gives [..., T_q, T_k]; transpose only the last two axes of k"))
+    att = out.get("plain_attention")
+    rows_ok = isinstance(att, torch.Tensor) and att.dim() >= 1 and close(att.sum(-1), torch.ones(att.shape[:-1]), 1e-4, 1e-5)
+    pr.checks.append(Check("attention rows sum to 1 (softmax over the keys)", 0.5, rows_ok, "every row sums to 1",
+                           err or (f"row sums between {att.sum(-1).min().item():.3g} and {att.sum(-1).max().item():.3g}"
+                                   if isinstance(att, torch.Tensor) and att.dim() >= 1 else shape_of(att)),
+                           "F.softmax(logits, dim=-1)"))
+    ok = all(close(out.get(f"{c}_values"), r[0]) and close(out.get(f"{c}_attention"), r[1])
+             for c, r in (("plain", ref_plain), ("rect", ref_rect)))
+    bad = "plain" if not (close(out.get("plain_values"), ref_plain[0]) and close(out.get("plain_attention"), ref_plain[1])) else "rect"
+    pr.checks.append(Check("values and attention equal softmax(Q K^T / sqrt(d_k)) V (hidden inputs, d_k = 16)", 1.0, ok,
+                           "match within 1e-4", err or f"attention: {describe(out.get(f'{bad}_attention'), (ref_plain if bad == 'plain' else ref_rect)[1])}",
+                           "" if ok else _sdp_diagnose(inp, out, bad)))
+    merr = errors_of(out, "mask", "pad")
+    ref_mask = _softmax_attention(*(inp[f"mask_{n}"] for n in "qkv"), mask=inp["mask_mask"])
+    ref_pad = _softmax_attention(*(inp[f"pad_{n}"] for n in "qkv"), mask=inp["pad_mask"])
+    mok = all(close(out.get(f"{c}_values"), r[0]) and close(out.get(f"{c}_attention"), r[1])
+              for c, r in (("mask", ref_mask), ("pad", ref_pad)))
+    mbad = "mask" if not (close(out.get("mask_values"), ref_mask[0]) and close(out.get("mask_attention"), ref_mask[1])) else "pad"
+    pr.checks.append(Check("mask: weight 0 where mask == 0, rows renormalised (a [B,1,T,T] mask and a [B,1,1,T] padding mask)",
+                           1.0, mok, "masked weights exactly 0, the rest as the reference",
+                           merr or f"attention: {describe(out.get(f'{mbad}_attention'), (ref_mask if mbad == 'mask' else ref_pad)[1])}",
+                           "" if mok else _sdp_diagnose(inp, out, mbad)))
+    return pr
+
+
+# =============================================================================================
+# multihead_attention
+# =============================================================================================
+def inputs_multihead_attention(seed):
+    g = _gen(seed)
+    tl = ref()
+    torch.manual_seed(seed)
+    m = tl.MultiheadAttention(12, 16, 4)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    T = 6
+    mask = (torch.rand(2, 1, T, T, generator=g) > 0.4) | torch.eye(T, dtype=torch.bool)
+    return {"input_dim": 12, "embed_dim": 16, "num_heads": 4, "state": {k: v.clone() for k, v in m.state_dict().items()},
+            "x": torch.randn(2, T, 12, generator=g), "mask": mask, "perm": torch.randperm(T, generator=g)}
+
+
+def _mha_ref(inp, layout="tutorial", o_proj=True, merge="transpose", mask=None):
+    st = inp["state"]
+    x = inp["x"]
+    B, T, _ = x.shape
+    H, E = inp["num_heads"], inp["embed_dim"]
+    hd = E // H
+    qkv = x @ st["qkv_proj.weight"].T + st["qkv_proj.bias"]
+    if layout == "tutorial":
+        qkv = qkv.reshape(B, T, H, 3 * hd).permute(0, 2, 1, 3)
+        q, k, v = qkv.chunk(3, dim=-1)
+    else:  # q of all heads, then k, then v
+        q, k, v = (t.reshape(B, T, H, hd).permute(0, 2, 1, 3) for t in qkv.chunk(3, dim=-1))
+    vals, att = _softmax_attention(q, k, v, mask)
+    vals = vals.permute(0, 2, 1, 3).reshape(B, T, E) if merge == "transpose" else vals.reshape(B, T, E)
+    o = vals @ st["o_proj.weight"].T + st["o_proj.bias"] if o_proj else vals
+    return o, att
+
+
+def _mha_diagnose(inp, got):
+    for kw, msg in (({"layout": "stacked"}, "q, k and v are split over the whole projection first; the tutorial's layout is "
+                                           "per head: reshape qkv to [B, T, num_heads, 3*head_dim], then chunk the last axis"),
+                    ({"merge": "reshape"}, "the heads are merged without moving the head axis back: "
+                                           "values.permute(0, 2, 1, 3).reshape(B, T, embed_dim)"),
+                    ({"o_proj": False}, "the output projection o_proj is not applied")):
+        if close(got, _mha_ref(inp, **kw)[0], 1e-3, 1e-4):
+            return msg
+    return "follow the tutorial: qkv_proj -> [B, T, H, 3*hd] -> permute -> chunk into q, k, v -> attention -> merge heads -> o_proj"
+
+
+def grade_multihead_attention(inp, out, points):
+    pr = PartResult("multihead_attention", points)
+    exp_out, _ = _mha_ref(inp)
+    exp_mout, exp_matt = _mha_ref(inp, mask=inp["mask"])
+    runs = [p for p in ("", "iso_") if isinstance(out.get(f"{p}out"), torch.Tensor)]
+    err = errors_of(out, "student")
+    names_ok = not any("parameter names differ" in out.get(f"error_{s}", "") for s in ("student", "isolated")) and bool(runs)
+    pr.checks.append(Check("parameters qkv_proj (Linear input_dim -> 3*embed_dim) and o_proj (embed_dim -> embed_dim)", 0.5,
+                           names_ok, "qkv_proj.weight [48, 12], o_proj.weight [16, 16] (input_dim 12, embed_dim 16, 4 heads)",
+                           out.get("params", "") or err, "keep the tutorial's module names so its checkpoints load"))
+
+    def ok_out(p):
+        return close(out.get(f"{p}out"), exp_out, 1e-4, 1e-5)
+
+    good = [p for p in runs if ok_out(p)]
+    note = " (it passes only with a correct scaled_dot_product: yours is graded in its own part)" if good == ["iso_"] else ""
+    pr.checks.append(Check("output equals the tutorial's computation (per-head q/k/v layout, heads merged, o_proj)" + note,
+                           1.5, bool(good), "match within 1e-4", err or describe(out.get("out"), exp_out),
+                           "" if good else (_mha_diagnose(inp, out.get("out")) if isinstance(out.get("out"), torch.Tensor) else "")))
+    mgood = [p for p in runs if close(out.get(f"{p}mask_out"), exp_mout, 1e-4, 1e-5)
+             and close(out.get(f"{p}mask_attention"), exp_matt, 1e-4, 1e-5) and close(out.get(f"{p}ret_out"), exp_out, 1e-4, 1e-5)]
+    pr.checks.append(Check("mask honoured per head; return_attention gives [B, H, T, T] weights and the same output", 1.0,
+                           bool(mgood), "attention [2, 4, 6, 6], masked weights 0",
+                           err or f"attention {describe(out.get('mask_attention'), exp_matt)}",
+                           "" if mgood else "pass mask to scaled_dot_product (it broadcasts over heads) and return (o, attention)"))
+    pe = out.get("perm_out")
+    if isinstance(pe, torch.Tensor) and isinstance(out.get("out"), torch.Tensor) and not good:
+        if close(pe, out["out"][:, inp["perm"]], 1e-3, 1e-4):
+            pr.note = "your layer is permutation-equivariant (good), but its values differ from the tutorial's layout"
+    return pr
+
+
+# =============================================================================================
+# encoder_block
+# =============================================================================================
+def inputs_encoder_block(seed):
+    g = _gen(seed)
+    tl = ref()
+    blk = tl.EncoderBlock(16, 4, 32, 0.0)
+    with torch.no_grad():
+        for name, p in blk.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.3 if "norm" not in name else 0.2) + (1.0 if name.endswith("norm1.weight") or name.endswith("norm2.weight") else 0.0))
+    T = 6
+    x = torch.randn(2, T, 16, generator=g) * 2 + 0.5
+    mask = torch.ones(2, 1, 1, T, dtype=torch.bool)
+    mask[:, ..., 4:] = False
+    x2 = x.clone()
+    x2[:, 4:] = torch.randn(2, T - 4, 16, generator=g)
+    return {"input_dim": 16, "num_heads": 4, "dim_feedforward": 32,
+            "state": {k: v.clone() for k, v in blk.state_dict().items()}, "x": x, "x2": x2, "mask": mask}
+
+
+def _block_ref(inp, variant="post", mask=None, x=None):
+    tl = ref()
+    blk = tl.EncoderBlock(16, 4, 32, 0.0)
+    blk.load_state_dict(inp["state"])
+    blk.eval()
+    x = inp["x"] if x is None else x
+    with torch.no_grad():
+        a = lambda h: blk.self_attn(h, mask=mask)  # noqa: E731
+        f = blk.linear_net
+        if variant == "post":
+            return blk(x, mask=mask)
+        if variant == "pre":
+            h = x + a(blk.norm1(x))
+            return h + f(blk.norm2(h))
+        if variant == "no_res1":
+            h = blk.norm1(a(x))
+            return blk.norm2(h + f(h))
+        if variant == "no_res2":
+            h = blk.norm1(x + a(x))
+            return blk.norm2(f(h))
+        if variant == "no_mlp":
+            return blk.norm2(blk.norm1(x + a(x)))
+        if variant == "no_norm":
+            h = x + a(x)
+            return h + f(h)
+    raise ValueError(variant)
+
+
+_BLOCK_HINTS = {
+    "pre": "the LayerNorms are applied before the sublayers (pre-LN); the tutorial's block is post-LN: x = norm1(x + attn(x)), x = norm2(x + mlp(x))",
+    "no_res1": "the residual connection around the attention is missing: norm1(x + attn(x))",
+    "no_res2": "the residual connection around the MLP is missing: norm2(x + linear_net(x))",
+    "no_mlp": "the feed-forward network (linear_net) is not applied",
+    "no_norm": "the LayerNorms are not applied",
+}
+
+
+def grade_encoder_block(inp, out, points):
+    pr = PartResult("encoder_block", points)
+    exp = _block_ref(inp)
+    exp_m = _block_ref(inp, mask=inp["mask"])
+    runs = [p for p in ("", "iso_") if isinstance(out.get(f"{p}out"), torch.Tensor)]
+    err = errors_of(out, "student")
+    names_ok = bool(runs) and not any("parameter names differ" in out.get(f"error_{s}", "") for s in ("student", "isolated"))
+    pr.checks.append(Check("submodules self_attn, linear_net (Linear at 0 and 3), norm1, norm2", 0.5, names_ok,
+                           "the tutorial's parameter names", out.get("params", "") or err,
+                           "keep the tutorial's names so its checkpoints load"))
+    good = [p for p in runs if close(out.get(f"{p}out"), exp, 1e-4, 1e-4)]
+    hint = ""
+    if not good and isinstance(out.get("iso_out", out.get("out")), torch.Tensor):
+        got = out.get("iso_out", out.get("out"))
+        hint = next((h for v, h in _BLOCK_HINTS.items() if close(got, _block_ref(inp, v), 1e-3, 1e-3)),
+                    "x = norm1(x + dropout(self_attn(x, mask))); x = norm2(x + dropout(linear_net(x)))")
+    note = " (it passes only with a correct MultiheadAttention: yours is graded in its own part)" if good == ["iso_"] else ""
+    pr.checks.append(Check("output = norm2(h + MLP(h)) with h = norm1(x + MHA(x)) (residuals, post-LN)" + note, 1.5, bool(good),
+                           "match within 1e-4", err or describe(out.get("iso_out", out.get("out")), exp), hint))
+    mgood = [p for p in runs if close(out.get(f"{p}mask_out"), exp_m, 1e-4, 1e-4)
+             and close(out.get(f"{p}mask_out2")[:, :4] if isinstance(out.get(f"{p}mask_out2"), torch.Tensor) else None,
+                       exp_m[:, :4], 1e-4, 1e-4)]
+    pr.checks.append(Check("the mask reaches the attention (changing a masked token leaves the other positions unchanged)",
+                           0.5, bool(mgood), "unmasked positions unchanged", err or describe(out.get("mask_out"), exp_m),
+                           "" if mgood else "pass mask=mask to self.self_attn"))
+    dd = [out.get(f"{p}dropout_differs") for p in runs]
+    pr.checks.append(Check("dropout is active in train mode", 0.5, any(d == 1.0 for d in dd),
+                           "two forward passes in train mode with dropout 0.5 differ",
+                           "identical outputs" if dd else (err or "not run"), "apply nn.Dropout on the residual branches / in the MLP"))
+    return pr
+
+
+# =============================================================================================
+# positional_encoding
+# =============================================================================================
+def inputs_positional_encoding(seed):
+    g = _gen(seed)
+    return {"d_model": 48, "max_len": 96, "x": torch.randn(3, 20, 48, generator=g), "x_short": torch.randn(2, 7, 48, generator=g)}
+
+
+def _pe_diagnose(got, d, n):
+    tl = ref()
+    exp = tl.positional.sinusoidal_table(n, d)
+    if not isinstance(got, torch.Tensor) or got.reshape(-1).numel() != exp.numel():
+        return f"the table must be [max_len, d_model] = [{n}, {d}] (the buffer [1, {n}, {d}])"
+    got = got.reshape(n, d)
+    swapped = exp.clone()
+    position = torch.arange(n, dtype=torch.float).unsqueeze(1)
+    div = torch.exp(torch.arange(0, d, 2).float() * (-math.log(10000.0) / d))
+    swapped[:, 0::2], swapped[:, 1::2] = torch.cos(position * div), torch.sin(position * div)
+    if close(got, swapped, 1e-4, 1e-5):
+        return "sin and cos are swapped: even dimensions (0, 2, ...) get sin, odd ones cos"
+    if close(got[:, 0::2], exp[:, 0::2], 1e-4, 1e-5):
+        return "the odd (cos) dimensions are wrong"
+    if close(got[:, 1::2], exp[:, 1::2], 1e-4, 1e-5):
+        return "the even (sin) dimensions are wrong"
+    return "PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d))"
+
+
+def grade_positional_encoding(inp, out, points):
+    pr = PartResult("positional_encoding", points)
+    tl = ref()
+    d, n = inp["d_model"], inp["max_len"]
+    exp = tl.positional.sinusoidal_table(n, d)
+    tab_ok = close(out.get("table"), exp, 1e-4, 1e-5)
+    pr.checks.append(Check("sinusoidal_table(96, 48) equals sin/cos(pos / 10000^(2i/d)) (even dims sin, odd dims cos)", 0.75,
+                           tab_ok, f"[{n}, {d}] table", errors_of(out, "table") or describe(out.get("table"), exp),
+                           "" if tab_ok else _pe_diagnose(out.get("table"), d, n)))
+    pe_ok = close(out.get("pe"), exp.unsqueeze(0), 1e-4, 1e-5)
+    pr.checks.append(Check("PositionalEncoding.pe is that table, shape [1, max_len, d_model]", 0.25, pe_ok,
+                           f"[1, {n}, {d}]", errors_of(out, "module") or describe(out.get("pe"), exp.unsqueeze(0)),
+                           "" if pe_ok else "register the table with unsqueeze(0) as the buffer 'pe'"))
+    e1, e2 = inp["x"] + exp[: inp["x"].shape[1]], inp["x_short"] + exp[: inp["x_short"].shape[1]]
+    f_ok = close(out.get("out"), e1, 1e-4, 1e-5) and close(out.get("out_short"), e2, 1e-4, 1e-5) and out.get("input_unchanged") == 1.0
+    hint = ""
+    if not f_ok:
+        if close(out.get("out"), inp["x"]):
+            hint = "forward returns its input unchanged: the sum x + pe[:, :T] is computed but not returned/assigned"
+        elif out.get("input_unchanged") == 0.0:
+            hint = "forward modifies its input in place (x += ...); return x + self.pe[:, : x.size(1)] instead"
+        elif isinstance(out.get("out"), torch.Tensor) and close(out["out"] - inp["x"], out.get("pe", exp.unsqueeze(0))[:, : inp["x"].shape[1]].expand_as(inp["x"]) if isinstance(out.get("pe"), torch.Tensor) else exp[:20], 1e-4, 1e-5):
+            hint = "forward adds your table correctly; the table itself is wrong (see above)"
+        else:
+            hint = "return x + self.pe[:, : x.size(1)] (slice to the sequence length)"
+    pr.checks.append(Check("forward(x) returns x + pe[:, :T] for any T <= max_len, without changing x", 0.75, f_ok,
+                           "x + pe[:, :T]", errors_of(out, "module") or describe(out.get("out"), e1), hint))
+    pr.checks.append(Check("pe is a non-persistent buffer (not in the state_dict, so tutorial checkpoints load strictly)", 0.25,
+                           out.get("pe_in_state_dict") == 0.0, "not in state_dict",
+                           "in state_dict" if out.get("pe_in_state_dict") == 1.0 else (errors_of(out, "module") or "not run"),
+                           "register_buffer('pe', pe, persistent=False)"))
+    return pr
+
+
+# =============================================================================================
+# warmup_factor
+# =============================================================================================
+def inputs_warmup_factor(seed):
+    return {"warmup": 10, "max_iters": 100, "steps": torch.tensor([0, 1, 3, 5, 9, 10, 11, 20, 50, 75, 99, 100]),
+            "base_lr": 0.5, "n_steps": 25}
+
+
+def _factor(step, warmup, max_iters):
+    return ref().warmup_cosine_factor(step, warmup, max_iters)
+
+
+def _warmup_diagnose(got, steps, w, n):
+    exp = torch.tensor([_factor(s, w, n) for s in steps], dtype=torch.float64)
+    for shift, msg in ((1, "off by one: your factor at step t is the expected one at step t + 1 (count steps from 0)"),
+                       (-1, "off by one: your factor at step t is the expected one at step t - 1")):
+        if close(got, torch.tensor([_factor(s + shift, w, n) for s in steps], dtype=torch.float64), 1e-4, 1e-6):
+            return msg
+    def cos(s):
+        return 0.5 * (1 + math.cos(math.pi * s / n))
+    for shift in (1, -1):
+        alt = torch.tensor([cos(s) * ((s + shift) / w if s + shift <= w else 1.0) if s <= w else cos(s) for s in steps],
+                           dtype=torch.float64)
+        alt2 = torch.tensor([cos(s) * ((s + shift) / w) if s <= w else cos(s) for s in steps], dtype=torch.float64)
+        if close(got, alt, 1e-4, 1e-6) or close(got, alt2, 1e-4, 1e-6):
+            return (f"off by one in the warm-up: you use step {'+' if shift > 0 else '-'} 1; the factor is "
+                    "step / warmup (0 at step 0, 1 at step == warmup)")
+    cos_only = torch.tensor([0.5 * (1 + math.cos(math.pi * s / n)) for s in steps], dtype=torch.float64)
+    if close(got, cos_only, 1e-4, 1e-6):
+        return "the linear warm-up (factor *= step / warmup while step <= warmup) is missing"
+    lin_only = torch.tensor([min(1.0, s / w) for s in steps], dtype=torch.float64)
+    if close(got, lin_only, 1e-4, 1e-6):
+        return "the cosine decay 0.5 * (1 + cos(pi * step / max_iters)) is missing"
+    del exp
+    return "factor = 0.5 * (1 + cos(pi * step / max_iters)), times step / warmup while step <= warmup"
+
+
+def grade_warmup_factor(inp, out, points):
+    pr = PartResult("warmup_factor", points)
+    steps, w, n = inp["steps"].tolist(), inp["warmup"], inp["max_iters"]
+    exp = torch.tensor([_factor(s, w, n) for s in steps], dtype=torch.float64)
+    f_ok = close(out.get("factors"), exp, 1e-4, 1e-6)
+    pr.checks.append(Check("warmup_cosine_factor at 12 steps (warm-up 10, max_iters 100)", 1.0, f_ok,
+                           "0 at step 0, linear warm-up to ~1 at step 10, cosine to 0 at step 100",
+                           errors_of(out, "function") or describe(out.get("factors"), exp),
+                           "" if f_ok else _warmup_diagnose(out.get("factors"), steps, w, n)))
+    m_ok = close(out.get("method_factors"), exp, 1e-4, 1e-6)
+    pr.checks.append(Check("CosineWarmupScheduler.get_lr_factor gives the same factors", 0.5, m_ok, "same as above",
+                           errors_of(out, "scheduler") or describe(out.get("method_factors"), exp),
+                           "" if m_ok else "get_lr_factor(epoch) should return warmup_cosine_factor(epoch, self.warmup, self.max_num_iters)"))
+    lrs_exp = torch.tensor([inp["base_lr"] * _factor(s, w, n) for s in range(inp["n_steps"])], dtype=torch.float64)
+    l_ok = close(out.get("lrs"), lrs_exp, 1e-4, 1e-7)
+    pr.checks.append(Check("on a real optimizer the learning rate at step t is base_lr * factor(t)", 0.5, l_ok,
+                           "base_lr * factor per step", errors_of(out, "scheduler") or describe(out.get("lrs"), lrs_exp),
+                           "" if l_ok else "get_lr must return [base_lr * self.get_lr_factor(self.last_epoch) for base_lr in self.base_lrs]"))
+    return pr
+
+
+# =============================================================================================
+# reverse_loss / anomaly_loss
+# =============================================================================================
+_HP_INT = ("input_dim", "model_dim", "num_classes", "num_heads", "num_layers", "warmup", "max_iters")
+
+
+def _seeded_state(model, g):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.4)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def inputs_reverse_loss(seed):
+    g = _gen(seed)
+    tl = ref()
+    hp = dict(input_dim=10, model_dim=16, num_classes=10, num_heads=2, num_layers=1, lr=1e-3, warmup=10, max_iters=100,
+              dropout=0.0, input_dropout=0.0)
+    m = tl.ReversePredictor(**hp)
+    state = _seeded_state(m, g)
+    inp = torch.randint(10, (8, 12), generator=g)
+    return {"hparams": hp, "state": state, "batch": [inp, inp.flip(-1)]}
+
+
+def _reverse_ref(inp, pe=True):
+    tl = ref()
+    m = tl.ReversePredictor(**inp["hparams"])
+    m.load_state_dict(inp["state"], strict=False)
+    m.eval()
+    x, y = inp["batch"]
+    with torch.no_grad():
+        preds = m(F.one_hot(x, 10).float(), add_positional_encoding=pe)
+    loss = F.cross_entropy(preds.reshape(-1, 10), y.reshape(-1)).item()
+    acc = (preds.argmax(-1) == y).float().mean().item()
+    return loss, acc, preds
+
+
+def _loss_checks(pr, out, exp_loss, exp_acc, diag_loss, diag_acc, what):
+    err = errors_of(out, "student")
+    runs = [p for p in ("", "iso_") if f"{p}loss" in out]
+    lgood = [p for p in runs if num_close(out.get(f"{p}loss"), exp_loss, 1e-4)]
+    note = " (it passes only with correct model components: yours are graded in their own parts)" if lgood == ["iso_"] else ""
+    got = out.get("iso_loss", out.get("loss"))
+    pr.checks.append(Check(f"loss equals {what}" + note, 1.25, bool(lgood), f"{exp_loss:.4f} on the hidden batch",
+                           err or (f"{got:.4f}" if isinstance(got, float) else "no loss"), "" if lgood else diag_loss(got)))
+    agood = [p for p in runs if num_close(out.get(f"{p}acc"), exp_acc, 1e-4)]
+    got = out.get("iso_acc", out.get("acc"))
+    pr.checks.append(Check("accuracy = fraction of correct argmax predictions", 0.75, bool(agood), f"{exp_acc:.4f}",
+                           err or (f"{got:.4f}" if isinstance(got, float) else "no accuracy"), "" if agood else diag_acc(got)))
+
+
+def grade_reverse_loss(inp, out, points):
+    pr = PartResult("reverse_loss", points)
+    loss, acc, preds = _reverse_ref(inp)
+    loss_nope, _, _ = _reverse_ref(inp, pe=False)
+    x, y = inp["batch"]
+
+    def diag_loss(got):
+        if num_close(got, loss_nope, 1e-4):
+            return "the model is called without positional encoding; the reverse task needs positions (add_positional_encoding=True)"
+        if num_close(got, F.cross_entropy(preds.reshape(-1, 10), y.reshape(-1), reduction="sum").item(), 1e-4):
+            return "the loss is summed, not averaged over the tokens"
+        return "F.cross_entropy(preds.view(-1, num_classes), labels.view(-1)) over all B*T tokens"
+
+    def diag_acc(got):
+        return "(preds.argmax(dim=-1) == labels).float().mean(): argmax over the class axis, mean over all tokens"
+    _loss_checks(pr, out, loss, acc, diag_loss, diag_acc, "token-level cross-entropy over [B*T, C] (positional encoding on)")
+    return pr
+
+
+def inputs_anomaly_loss(seed):
+    g = _gen(seed)
+    tl = ref()
+    hp = dict(input_dim=24, model_dim=16, num_classes=1, num_heads=2, num_layers=2, lr=1e-3, warmup=10, max_iters=100,
+              dropout=0.0, input_dropout=0.0)
+    m = tl.TransformerPredictor(**hp)
+    state = _seeded_state(m, g)
+    sets = torch.randn(8, 10, 24, generator=g)
+    labels = torch.randint(10, (8,), generator=g)
+    idx = torch.randint(1000, (8, 10), generator=g)
+    return {"hparams": hp, "state": state, "batch": [sets, idx, labels]}
+
+
+def _anomaly_ref(inp, pe=False):
+    tl = ref()
+    m = tl.TransformerPredictor(**inp["hparams"])
+    m.load_state_dict(inp["state"], strict=False)
+    m.eval()
+    sets, _, labels = inp["batch"]
+    with torch.no_grad():
+        preds = m(sets, add_positional_encoding=pe).squeeze(-1)
+    return F.cross_entropy(preds, labels).item(), (preds.argmax(-1) == labels).float().mean().item(), preds
+
+
+def grade_anomaly_loss(inp, out, points):
+    pr = PartResult("anomaly_loss", points)
+    loss, acc, preds = _anomaly_ref(inp)
+    loss_pe, acc_pe, _ = _anomaly_ref(inp, pe=True)
+    labels = inp["batch"][2]
+
+    def diag_loss(got):
+        if num_close(got, loss_pe, 1e-4):
+            return ("positional encoding is added to the set: a set has no order, so call the model with "
+                    "add_positional_encoding=False (otherwise it is not permutation-equivariant)")
+        sm_batch = -(F.log_softmax(preds, dim=0)[torch.arange(len(labels)), labels]).mean().item()
+        if num_close(got, sm_batch, 1e-4):
+            return "the softmax is taken over the batch axis; take it over the set axis (one logit per element, dim=-1)"
+        bce = F.binary_cross_entropy_with_logits(preds, F.one_hot(labels, preds.shape[1]).float()).item()
+        if num_close(got, bce, 1e-4):
+            return "binary cross-entropy per element; the task is a softmax over the set: F.cross_entropy(preds.squeeze(-1), labels)"
+        return "preds = model(sets, add_positional_encoding=False).squeeze(-1) -> [B, SetSize]; F.cross_entropy(preds, labels)"
+
+    def diag_acc(got):
+        return "(preds.argmax(dim=-1) == labels).float().mean() with preds [B, SetSize]"
+    _loss_checks(pr, out, loss, acc, diag_loss, diag_acc, "cross-entropy over the set dimension, no positional encoding")
+    return pr
+
+
+# =============================================================================================
+# train_reverse / train_anomaly
+# =============================================================================================
+VAL_SCRIPT = [0.30, 0.90, 0.60]  # scripted val_acc per epoch of the instrumented run: best = epoch 1
+
+
+def inputs_train_reverse(seed):
+    g = _gen(seed + 7)
+    return {"eval_x": torch.randint(10, (2000, 16), generator=g),
+            "cfg": {"num_categories": 10, "seq_len": 16, "train_size": 512, "val_size": 128, "test_size": 128,
+                    "batch_size": 64, "model_dim": 16, "num_heads": 1, "num_layers": 1, "max_epochs": len(VAL_SCRIPT),
+                    "warmup": 5, "seed": 0},
+            "val_script": torch.tensor(VAL_SCRIPT)}
+
+
+def _training_checks(pr, inp, out, fname, fn_name, acc, threshold, acc_what, acc_note=""):
+    err_c = errors_of(out, "checkpoint")
+    loaded = out.get("loaded") == 1.0 or out.get("iso_loaded") == 1.0
+    pr.checks.append(Check(f"checkpoints/{fname} exists and loads (torch.load weights_only=True, strict) into your model class",
+                           0.5, loaded, "a Lightning checkpoint with state_dict and hyper_parameters", err_c or "loaded",
+                           "" if loaded else f"submit the checkpoints/ folder with the notebook; {fn_name} saves <dir>/{fname}"))
+    if acc is None:
+        pr.checks.append(Check(f"{acc_what} >= {threshold:.0%}", 1.5, False, f">= {threshold:.0%}",
+                               acc_note or ("not measured (the checkpoint did not load)" if not loaded else
+                                            (err_c or "not measured")),
+                               "train until the validation accuracy is high, and submit the best checkpoint"))
+    else:
+        frac = 1.0 if acc >= threshold else (0.5 if acc >= threshold - 0.1 else 0.0)
+        pr.checks.append(Check(f"{acc_what} >= {threshold:.0%}", 1.5, acc >= threshold, f">= {threshold:.0%}",
+                               f"{acc:.2%}", "" if acc >= threshold else
+                               "train longer / with the tutorial's recipe; half credit within 10 points of the threshold",
+                               partial=frac))
+    err_t = errors_of(out, "training")
+    ran = out.get("epochs_run", 0) and out.get("epochs_run", 0) > 0
+    clip = out.get("clip_calls", 0.0) > 0
+    pr.checks.append(Check(f"{fn_name} uses gradient clipping (tiny instrumented run)", 0.5, bool(ran and clip),
+                           "gradients clipped at every step (Trainer(gradient_clip_val=...))",
+                           err_t or ("no clipping during training" if ran else "the training did not run"),
+                           "" if (ran and clip) else "pass gradient_clip_val=cfg.gradient_clip_val to pl.Trainer"))
+    best = int(max(range(len(VAL_SCRIPT)), key=lambda i: VAL_SCRIPT[i]))
+    saved = out.get("saved_epoch")
+    ok = ran and saved is not None and int(saved) == best
+    if ok:
+        got = f"epoch {best + 1}"
+    elif err_t:
+        got = err_t
+    elif not out.get("ckpt_written"):
+        got = f"no {fname} written in the checkpoint_dir passed to {fn_name}"
+    elif saved is None or saved < 0:
+        got = "the saved weights match no epoch's weights"
+    else:
+        got = f"epoch {int(saved) + 1} of {len(VAL_SCRIPT)}" + (" (the last one)" if int(saved) == len(VAL_SCRIPT) - 1 else "")
+    pr.checks.append(Check(f"{fn_name} keeps the best-by-val_acc checkpoint as <checkpoint_dir>/{fname}", 0.5, bool(ok),
+                           f"the weights of the epoch with the highest val_acc (epoch {best + 1} of {len(VAL_SCRIPT)} in the run)",
+                           got, "" if ok else "ModelCheckpoint(dirpath=checkpoint_dir, filename=..., monitor='val_acc', mode='max'), "
+                           "and reload checkpoint.best_model_path"))
+
+
+def _best_accuracy(out, target):
+    """Accuracy of the better of the two evaluations (student components / correct components)."""
+    accs = [(out[k] == target).float().mean().item() for k in ("eval_pred", "iso_eval_pred")
+            if isinstance(out.get(k), torch.Tensor) and out[k].shape == target.shape]
+    if not accs and isinstance(out.get("eval_pred"), torch.Tensor):
+        out["error_checkpoint"] = f"predictions of {shape_of(out['eval_pred'])}, expected {list(target.shape)}"
+    return max(accs) if accs else None
+
+
+def grade_train_reverse(inp, out, points):
+    pr = PartResult("train_reverse", points)
+    acc = _best_accuracy(out, inp["eval_x"].flip(-1))
+    _training_checks(pr, inp, out, "reverse.ckpt", "train_reverse", acc, REVERSE_THRESHOLD,
+                     "token accuracy on 2000 fresh random sequences")
+    return pr
+
+
+def anomaly_eval_sets(feats, labels, n_sets, seed, set_size=10):
+    """``n_sets`` sets: 9 of one class + 1 anomaly at a random position (the positions stay here)."""
+    g = _gen(seed + 11)
+    classes = labels.unique()
+    by_class = {int(c): (labels == c).nonzero().flatten() for c in classes}
+    sets, pos = [], []
+    for _ in range(n_sets):
+        c, a = classes[torch.randperm(len(classes), generator=g)[:2]].tolist()
+        members = by_class[c][torch.randperm(len(by_class[c]), generator=g)[: set_size - 1]]
+        anomaly = by_class[a][torch.randint(len(by_class[a]), (1,), generator=g)]
+        idx = torch.cat([members, anomaly])
+        order = torch.randperm(set_size, generator=g)
+        sets.append(feats[idx[order]])
+        pos.append(int((order == set_size - 1).nonzero()))
+    return torch.stack(sets).float(), torch.tensor(pos)
+
+
+def inputs_train_anomaly(seed, features=None):
+    g = _gen(seed + 13)
+    inp = {"val_script": torch.tensor(VAL_SCRIPT)}
+    # tiny synthetic features for the instrumented run (10 classes x 40 images, 32-d)
+    means = torch.randn(10, 32, generator=g)
+    def split(n):
+        labels = torch.arange(10).repeat(n)
+        return (means[labels] + 0.3 * torch.randn(len(labels), 32, generator=g)).float(), labels
+    inp["train_feats"], inp["train_labels"] = split(40)
+    inp["val_feats"], inp["val_labels"] = split(10)
+    inp["test_feats"], inp["test_labels"] = split(10)
+    inp["cfg"] = {"set_size": 10, "batch_size": 32, "model_dim": 16, "num_heads": 2, "num_layers": 1, "dropout": 0.0,
+                  "input_dropout": 0.0, "lr": 1e-3, "warmup": 5, "max_epochs": len(VAL_SCRIPT), "gradient_clip_val": 2.0,
+                  "seed": 0}
+    if features is not None:
+        sets, pos = anomaly_eval_sets(features[0], features[1], 1000, seed)
+        inp["eval_x"] = sets
+        inp["_hidden_pos"] = pos  # removed before the inputs are handed to the worker
+    else:
+        inp["eval_x"] = torch.zeros(0, 10, 1)
+    return inp
+
+
+def grade_train_anomaly(inp, out, points, hidden=None):
+    pr = PartResult("train_anomaly", points)
+    acc = None
+    pos = hidden
+    note = ""
+    if pos is None:
+        note = "not measured: no test features configured (instructor: pass --anomaly-features FILE)"
+    else:
+        acc = _best_accuracy(out, pos)
+    _training_checks(pr, inp, out, "anomaly.ckpt", "train_anomaly", acc, ANOMALY_THRESHOLD,
+                     "anomaly found in 1000 fixed test sets (anomaly at a random position)", note)
+    return pr
+
+
+# =============================================================================================
+# attention_plot / prediction_view
+# =============================================================================================
+def inputs_attention_plot(seed):
+    g = _gen(seed + 3)
+    maps = [F.softmax(torch.randn(3, 3, 5, 5, generator=g) * 2, dim=-1) for _ in range(2)]
+    return {"tokens": torch.randint(10, (3, 5), generator=g), "maps": maps, "idx": 1}
+
+
+def _images(out, prefix=""):
+    n = int(out.get(f"{prefix}n_image_axes", 0) or 0)
+    return [out.get(f"{prefix}image_{i}") for i in range(min(n, 64))]
+
+
+def grade_attention_plot(inp, out, points):
+    pr = PartResult("attention_plot", points)
+    err = errors_of(out, "figure")
+    is_fig = out.get("is_figure") == 1.0
+    pr.checks.append(Check("returns a matplotlib Figure", 0.25, is_fig, "matplotlib.figure.Figure", err or "a Figure",
+                           "" if is_fig else "build it with fig, axes = plt.subplots(...) or Figure() and return fig"))
+    L, H = len(inp["maps"]), inp["maps"][0].shape[1]
+    grid = out.get("grid")
+    g_ok = isinstance(grid, torch.Tensor) and grid.tolist() == [L, H] and out.get("n_image_axes") == L * H
+    got = f"{int(out.get('n_image_axes', 0) or 0)} image axes" + (f" in a {int(grid[0])} x {int(grid[1])} grid" if isinstance(grid, torch.Tensor) else "")
+    hint = ""
+    if isinstance(grid, torch.Tensor) and grid.tolist() == [H, L]:
+        hint = "rows and columns are swapped: one row per layer, one column per head"
+    pr.checks.append(Check(f"rows = layers, columns = heads ({L} layers x {H} heads -> {L * H} image axes)", 0.25, g_ok,
+                           f"{L * H} image axes in a {L} x {H} grid", err or got, hint))
+    idx = inp["idx"]
+    imgs = _images(out)
+    exp = [inp["maps"][l][idx, h].double() for l in range(L) for h in range(H)]
+    i_ok = len(imgs) == len(exp) and all(close(a, b, 1e-4, 1e-6) or close(a, b.T, 1e-4, 1e-6) for a, b in zip(imgs, exp))
+    hint = ""
+    if not i_ok and len(imgs) == len(exp):
+        if all(close(a, inp["maps"][l][0, h].double(), 1e-4, 1e-6) for a, (l, h) in zip(imgs, [(l, h) for l in range(L) for h in range(H)])):
+            hint = "the images show batch element 0; use attn_maps[layer][idx, head]"
+        else:
+            hint = "image (row l, column h) must show attn_maps[l][idx, h]"
+    pr.checks.append(Check("image in row l, column h shows attn_maps[l][idx, h]", 0.25, i_ok, "the maps of the requested idx",
+                           err or f"{len(imgs)} images", hint))
+    tokens = [str(t) for t in inp["tokens"][idx].tolist()]
+    ticks = (out.get("xticks") or "").split("\n")
+    t_ok = bool(ticks) and all(line.split("|") == tokens for line in ticks if line) and any(ticks)
+    p_ok = out.get("path_written") == 1.0
+    pr.checks.append(Check("tick labels are the tokens of input_data[idx]; path= writes the figure", 0.25,
+                           t_ok and p_ok, "token labels on the axes, a file at path",
+                           ("labels ok" if t_ok else "other tick labels") + ", " + ("file written" if p_ok else
+                                                                                    errors_of(out, "path") or "no file written"),
+                           "" if t_ok and p_ok else "ax.set_xticks(range(T), tokens); fig.savefig(path) when path is given"))
+    return pr
+
+
+def inputs_prediction_view(seed):
+    g = _gen(seed + 5)
+    maps = [F.softmax(torch.randn(3, 2, 10, 10, generator=g) * 2, dim=-1) for _ in range(2)]
+    probs = F.softmax(torch.randn(3, 10, generator=g) * 2, dim=-1)
+    indices = torch.randperm(30, generator=g).reshape(3, 10)
+    images = torch.randint(0, 256, (30, 6, 6, 3), generator=g, dtype=torch.uint8)
+    return {"indices": indices, "probs": probs, "maps": maps, "idx": 1, "images": images}
+
+
+def grade_prediction_view(inp, out, points):
+    pr = PartResult("prediction_view", points)
+    err = errors_of(out, "figure")
+    is_fig = out.get("is_figure") == 1.0
+    pr.checks.append(Check("returns a matplotlib Figure", 0.2, is_fig, "matplotlib.figure.Figure",
+                           err or "a Figure", "" if is_fig else "return the Figure (build it with Figure() or plt.subplots)"))
+    idx = inp["idx"]
+    imgs = [a for a in _images(out) if isinstance(a, torch.Tensor)]
+    L, H = len(inp["maps"]), inp["maps"][0].shape[1]
+    want = [inp["maps"][l][idx, h].double() for l in range(L) for h in range(H)]
+    found = sum(any(close(a, w, 1e-4, 1e-6) or close(a, w.T, 1e-4, 1e-6) for a in imgs) for w in want)
+    hint = ""
+    if found < len(want):
+        other = sum(any(close(a, inp["maps"][l][0, h].double(), 1e-4, 1e-6) for a in imgs) for l in range(L) for h in range(H))
+        hint = ("the maps of set 0 are shown; use attn_maps[layer][idx, head]" if other == len(want)
+                else "one image per (layer, head): attn_maps[layer][idx, head]")
+    pr.checks.append(Check(f"shows every layer/head attention map of set idx ({L} layers x {H} heads)", 0.3,
+                           found == len(want), f"{len(want)} maps", err or f"{found} of {len(want)} found", hint))
+    pics = [(inp["images"][int(i)].double() / 255) for i in inp["indices"][idx]]
+    seen = sum(any(close(a, p, 1e-3, 1e-3) or close(a / 255.0, p, 1e-3, 1e-3) for a in imgs) for p in pics)
+    pr.checks.append(Check("shows the images of the set (images[indices[idx, i]])", 0.2, seen == len(pics),
+                           f"{len(pics)} images", err or f"{seen} of {len(pics)} found",
+                           "" if seen == len(pics) else "draw images[indices[idx, i]] for every element i of the set"))
+    probs = inp["probs"][idx].tolist()
+    txt = (out.get("text") or "") + "\n" + (out.get("bars") or "")
+    shown = sum(1 for p in probs if any(f in txt for f in (f"{100 * p:.1f}%", f"{100 * p:.0f}%", f"{p:.2f}", f"{p:.3f}", f"{100 * p:.2f}%")))
+    bars = [float(b) for b in re.split(r"[,;]", out.get("bars") or "") if b.strip()]
+    if bars and sum(any(abs(b - p) < 1e-4 for b in bars) for p in probs) == len(probs):
+        shown = len(probs)
+    p_ok = shown == len(probs)
+    pr.checks.append(Check("shows the probability of every element of set idx", 0.2, p_ok,
+                           "each probability as text (e.g. '12.3%') or as a bar", err or f"{shown} of {len(probs)} found",
+                           "" if p_ok else "title each image with its probability, e.g. f'{100 * p:.1f}%'"))
+    p_ok2 = out.get("path_written") == 1.0
+    pr.checks.append(Check("path= writes the figure to a file", 0.1, p_ok2, "a file at path",
+                           errors_of(out, "path") or ("written" if p_ok2 else "no file"), "" if p_ok2 else "fig.savefig(path)"))
+    return pr
+
+
+INPUTS = {p: globals()[f"inputs_{p}"] for p in PART_ORDER}
+GRADERS = {p: globals()[f"grade_{p}"] for p in PART_ORDER}
+
+
+# =============================================================================================
+# trusted re-evaluation of a checkpoint (grader side, reference model, no student code)
+# =============================================================================================
+_HP_LIMITS = {"input_dim": 4096, "model_dim": 2048, "num_classes": 4096, "num_heads": 64, "num_layers": 24}
+
+
+def reference_accuracy(part: str, ckpt_path, inp: dict, hidden=None) -> float | None:
+    """Accuracy of the checkpoint's weights in the *reference* model on the grader's test data.
+
+    ``None`` when the checkpoint does not fit the reference architecture (e.g. an nn.Embedding
+    input layer): then only the worker's evaluation exists. The file is read with
+    ``weights_only=True`` and its hyper-parameters are bounded before any model is built.
+    """
+    import os
+
+    if not ckpt_path or not os.path.isfile(ckpt_path) or os.path.getsize(ckpt_path) > 200 * 2**20:
+        return None
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        hp = dict(ckpt["hyper_parameters"])
+        sd = ckpt["state_dict"]
+        for k, lim in _HP_LIMITS.items():
+            if not isinstance(hp.get(k), int) or not 0 < hp[k] <= lim:
+                return None
+        hp = {k: hp[k] for k in ("input_dim", "model_dim", "num_classes", "num_heads", "num_layers", "lr", "warmup",
+                                 "max_iters", "dropout", "input_dropout") if k in hp}
+        tl = ref()
+        if part == "train_reverse":
+            model = tl.ReversePredictor(**hp)
+        else:
+            from transformer_lab.anomaly import AnomalyPredictor
+
+            model = AnomalyPredictor(**hp)
+        model.load_state_dict(sd, strict=True)
+    except Exception:  # noqa: BLE001 - not the reference architecture: nothing to cross-check
+        return None
+    model.eval()
+    x = inp["eval_x"]
+    with torch.no_grad():
+        if part == "train_reverse":
+            if hp["num_classes"] != 10:
+                return None
+            pred = torch.cat([model(x[i:i + 500]).argmax(-1) for i in range(0, len(x), 500)])
+            return (pred == x.flip(-1)).float().mean().item()
+        if hidden is None or x.shape[-1] != hp["input_dim"]:
+            return None
+        pred = torch.cat([model(x[i:i + 250], add_positional_encoding=False).squeeze(-1).argmax(-1)
+                          for i in range(0, len(x), 250)])
+        return (pred == hidden).float().mean().item()
+
+
+def cross_check(pr: PartResult, trusted: float | None, components_ok: bool, threshold: float) -> None:
+    """Overrule the worker's accuracy when it cannot be true.
+
+    If the student's attention, encoder block and positional encoding were all verified equal to
+    the reference, their model computes what the reference computes on the same weights; a
+    worker accuracy above the threshold with a reference accuracy below it means the predictions
+    were not the model's (e.g. a forward that returns the reversed input). The trusted accuracy
+    then counts.
+    """
+    if trusted is None or not components_ok:
+        return
+    acc_check = next((c for c in pr.checks if ">=" in c.name), None)
+    if acc_check is None or not acc_check.passed or trusted >= threshold:
+        return
+    acc_check.passed = False
+    acc_check.partial = 1.0 if trusted >= threshold else (0.5 if trusted >= threshold - 0.1 else 0.0)
+    acc_check.received = (f"{trusted:.2%} with your checkpoint's weights in the reference model (your notebook's "
+                          f"model claimed {acc_check.received}): inconsistent predictions")
+    acc_check.hint = "the model's forward must compute its predictions from its weights"

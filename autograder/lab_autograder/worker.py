@@ -1,0 +1,755 @@
+"""The sandboxed worker: runs a submission's code cells, then probes each graded part.
+
+This file is copied into the job's work folder and run there, as an unprivileged user, by
+``python -I worker.py WORKDIR``. It imports nothing from the grader or the reference package
+(neither is visible inside the sandbox). It reads:
+
+* ``WORKDIR/job.json``: the code cells, which cells to skip, which parts to probe, time limits;
+* ``WORKDIR/inputs.pt``: the grader-chosen inputs, one dict of tensors per part;
+* ``WORKDIR/ckpt/``: copies of the submission's checkpoints.
+
+and writes, for every part it probes, ``WORKDIR/out/<part>.pt``: a dict of tensors, numbers and
+strings only (the grader reads it back with ``torch.load(weights_only=True)``). It never decides
+whether anything is right: expected values are computed by the grader, outside this process.
+``WORKDIR/out/progress.log`` records which cell or part is running, so that the grader can skip
+a cell or part that hung or killed the process, and start again.
+"""
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["NBGRADER_EXECUTION"] = "autograde"
+
+T_IMPORT = time.monotonic()
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+torch.set_num_threads(1)
+
+# Keep our own handles on what the harness needs, before student code can patch them.
+_SAVE, _LOAD, _CLONE = torch.save, torch.load, torch.Tensor.clone
+_ALLCLOSE, _EQUAL = torch.allclose, torch.equal
+_SETITIMER, _SIGNAL = signal.setitimer, signal.signal
+_OPEN, _REPLACE, _TIME = open, os.replace, time.monotonic
+
+
+class ProbeTimeout(BaseException):
+    """Raised by SIGALRM when a cell or a probe runs past its limit."""
+
+
+def _alarm(signum, frame):
+    raise ProbeTimeout("time limit reached")
+
+
+class Limit:
+    """``with Limit(s):`` raise ProbeTimeout after ``s`` seconds of wall-clock time."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def __enter__(self):
+        _SIGNAL(signal.SIGALRM, _alarm)
+        _SETITIMER(signal.ITIMER_REAL, max(0.01, float(self.seconds)))
+
+    def __exit__(self, *exc):
+        _SETITIMER(signal.ITIMER_REAL, 0)
+        return False
+
+
+def short_error(exc: BaseException, limit=900) -> str:
+    """``Type: message`` plus the innermost frame of student code (``<cell N>``)."""
+    msg = f"{type(exc).__name__}: {exc}".strip()
+    if isinstance(exc, ProbeTimeout):
+        msg = "timed out (infinite loop or far too slow)"
+    try:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<cell")]
+        if frames:
+            f = frames[-1]
+            msg += f"  [at {f.filename[1:-1]}, line {f.lineno}: {(f.line or '').strip()[:120]}]"
+    except Exception:  # noqa: BLE001
+        pass
+    return msg[:limit]
+
+
+# --------------------------------------------------------------------------------------------
+# Oracle components. Used only to isolate one part from bugs in another (e.g. an encoder block
+# whose own code is right but which sits on a broken MultiheadAttention); the grader never
+# trusts this process to say what is right.
+# --------------------------------------------------------------------------------------------
+def oracle_scaled_dot_product(q, k, v, mask=None):
+    logits = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(q.size(-1))
+    if mask is not None:
+        logits = logits.masked_fill(mask == 0, torch.finfo(logits.dtype).min)
+    attention = F.softmax(logits, dim=-1)
+    return torch.matmul(attention, v), attention
+
+
+class OracleMultiheadAttention(nn.Module):
+    def __init__(self, input_dim, embed_dim, num_heads):
+        super().__init__()
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.qkv_proj = nn.Linear(input_dim, 3 * embed_dim)
+        self.o_proj = nn.Linear(embed_dim, embed_dim)
+
+    def forward(self, x, mask=None, return_attention=False):
+        B, T, _ = x.shape
+        qkv = self.qkv_proj(x).reshape(B, T, self.num_heads, 3 * self.head_dim).permute(0, 2, 1, 3)
+        q, k, v = qkv.chunk(3, dim=-1)
+        values, attention = oracle_scaled_dot_product(q, k, v, mask=mask)
+        o = self.o_proj(values.permute(0, 2, 1, 3).reshape(B, T, self.embed_dim))
+        return (o, attention) if return_attention else o
+
+
+class OracleEncoderBlock(nn.Module):
+    def __init__(self, input_dim, num_heads, dim_feedforward, dropout=0.0):
+        super().__init__()
+        self.self_attn = OracleMultiheadAttention(input_dim, input_dim, num_heads)
+        self.linear_net = nn.Sequential(nn.Linear(input_dim, dim_feedforward), nn.Dropout(dropout),
+                                        nn.ReLU(inplace=True), nn.Linear(dim_feedforward, input_dim))
+        self.norm1, self.norm2 = nn.LayerNorm(input_dim), nn.LayerNorm(input_dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, mask=None):
+        x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)))
+        return self.norm2(x + self.dropout(self.linear_net(x)))
+
+
+class OracleTransformerEncoder(nn.Module):
+    def __init__(self, num_layers, **block_args):
+        super().__init__()
+        self.layers = nn.ModuleList([OracleEncoderBlock(**block_args) for _ in range(num_layers)])
+
+    def forward(self, x, mask=None):
+        for layer in self.layers:
+            x = layer(x, mask=mask)
+        return x
+
+    def get_attention_maps(self, x, mask=None):
+        maps = []
+        for layer in self.layers:
+            maps.append(layer.self_attn(x, mask=mask, return_attention=True)[1])
+            x = layer(x, mask=mask)
+        return maps
+
+
+def oracle_sinusoidal_table(max_len, d_model):
+    position = torch.arange(max_len, dtype=torch.float).unsqueeze(1)
+    div_term = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(max_len, d_model)
+    pe[:, 0::2] = torch.sin(position * div_term)
+    pe[:, 1::2] = torch.cos(position * div_term[: d_model // 2])
+    return pe
+
+
+class OraclePositionalEncoding(nn.Module):
+    def __init__(self, d_model, max_len=5000):
+        super().__init__()
+        self.register_buffer("pe", oracle_sinusoidal_table(max_len, d_model).unsqueeze(0), persistent=False)
+
+    def forward(self, x):
+        return x + self.pe[:, : x.size(1)]
+
+
+ORACLES = {
+    "scaled_dot_product": oracle_scaled_dot_product,
+    "MultiheadAttention": OracleMultiheadAttention,
+    "EncoderBlock": OracleEncoderBlock,
+    "TransformerEncoder": OracleTransformerEncoder,
+    "sinusoidal_table": oracle_sinusoidal_table,
+    "PositionalEncoding": OraclePositionalEncoding,
+}
+
+
+class Swap:
+    """``with Swap(ns, names):`` temporarily replace the student's definitions by the oracles."""
+
+    _MISSING = object()
+
+    def __init__(self, ns, names):
+        self.ns, self.names, self.saved = ns, list(names), {}
+
+    def __enter__(self):
+        for n in self.names:
+            self.saved[n] = self.ns.get(n, self._MISSING)
+            self.ns[n] = ORACLES[n]
+        return self
+
+    def __exit__(self, *exc):
+        for n, v in self.saved.items():
+            if v is self._MISSING:
+                self.ns.pop(n, None)
+            else:
+                self.ns[n] = v
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers the probes share
+# --------------------------------------------------------------------------------------------
+def need(ns, name):
+    if name not in ns:
+        raise NameError(f"'{name}' is not defined by the notebook (renamed, deleted, or its cell failed)")
+    return ns[name]
+
+
+def as_tensor(x, what):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    return x.detach().to("cpu").clone()
+
+
+def as_float(x, what):
+    if isinstance(x, torch.Tensor):
+        if x.numel() != 1:
+            raise TypeError(f"{what} must be a scalar, got a tensor of shape {list(x.shape)}")
+        return float(x.detach().cpu())
+    if isinstance(x, (int, float)):
+        return float(x)
+    raise TypeError(f"{what} must be a number or a scalar tensor, got {type(x).__name__}")
+
+
+def load_state(model, state, strict_ok_missing=("pe",)):
+    """Load grader weights; tolerate only missing buffers such as a persistent ``pe``."""
+    res = model.load_state_dict(state, strict=False)
+    missing = [k for k in res.missing_keys if k.split(".")[-1] not in strict_ok_missing]
+    if missing or res.unexpected_keys:
+        raise KeyError(
+            f"parameter names differ from the tutorial's: missing {missing[:6]}, unexpected "
+            f"{list(res.unexpected_keys)[:6]} (keep qkv_proj, o_proj, linear_net.0/3, norm1, norm2, ...)")
+
+
+def param_summary(model):
+    return ", ".join(f"{k} {list(v.shape)}" for k, v in model.state_dict().items())[:600]
+
+
+def no_log(model):
+    """``self.log`` outside a Trainer only warns; make it silent and harmless."""
+    try:
+        model.log = lambda *a, **k: None
+    except Exception:  # noqa: BLE001
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# Probes: each takes (ns, inputs, out) and fills ``out`` (tensors / numbers / strings).
+# A sub-step that raises records ``out["error_<step>"]`` and the probe goes on.
+# --------------------------------------------------------------------------------------------
+STATE = {"timed_out": False, "limit": 60.0, "train_limit": 150.0}
+
+
+def step(out, name, fn, limit=None, isolated=False):
+    """Run one sub-step under its own time limit; record ``error_<name>`` if it raises.
+
+    After a student call timed out, the probe's further student calls are skipped (they would
+    most likely hang too); calls on the oracle components (``isolated``) still run.
+    """
+    if STATE["timed_out"] and not isolated:
+        out[f"error_{name}"] = "skipped: an earlier call of this part timed out"
+        return
+    try:
+        with Limit(limit or STATE["limit"]):
+            fn()
+    except ProbeTimeout as e:
+        _SETITIMER(signal.ITIMER_REAL, 0)
+        out[f"error_{name}"] = short_error(e)
+        STATE["timed_out"] = True
+    except BaseException as e:  # noqa: BLE001 - student code may raise anything, SystemExit included
+        _SETITIMER(signal.ITIMER_REAL, 0)
+        out[f"error_{name}"] = short_error(e)
+
+
+def probe_scaled_dot_product(ns, inp, out):
+    sdp = need(ns, "scaled_dot_product")
+    for case in ("plain", "mask", "rect", "pad"):
+        def run(case=case):
+            with torch.no_grad():
+                q, k, v = (inp[f"{case}_{n}"].clone() for n in "qkv")
+                mask = inp.get(f"{case}_mask")
+                res = sdp(q, k, v, mask=mask.clone()) if mask is not None else sdp(q, k, v)
+                if not isinstance(res, (tuple, list)) or len(res) != 2:
+                    raise TypeError(f"must return (values, attention), got {type(res).__name__}")
+                out[f"{case}_values"] = as_tensor(res[0], "values")
+                out[f"{case}_attention"] = as_tensor(res[1], "attention")
+        step(out, case, run)
+
+    def grad():
+        q, k, v = (inp[f"plain_{n}"].clone().requires_grad_(True) for n in "qkv")
+        values, _ = sdp(q, k, v)
+        values.sum().backward()
+        out["grad_finite"] = float(all(t.grad is not None and bool(torch.isfinite(t.grad).all()) for t in (q, k, v)))
+    step(out, "grad", grad)
+
+
+def _mha_outputs(ns, inp, out, prefix):
+    cls = need(ns, "MultiheadAttention")
+    d_in, d_emb, h = (int(inp[k]) for k in ("input_dim", "embed_dim", "num_heads"))
+    m = cls(d_in, d_emb, h)
+    out[f"{prefix}params"] = param_summary(m)
+    load_state(m, inp["state"])
+    m.eval()
+    with torch.no_grad():
+        x = inp["x"].clone()
+        out[f"{prefix}out"] = as_tensor(m(x), "output")
+        res = m(x, mask=inp["mask"].clone(), return_attention=True)
+        if not isinstance(res, (tuple, list)) or len(res) != 2:
+            raise TypeError("forward(..., return_attention=True) must return (output, attention)")
+        out[f"{prefix}mask_out"], out[f"{prefix}mask_attention"] = as_tensor(res[0], "output"), as_tensor(res[1], "attention")
+        res = m(x, return_attention=True)
+        out[f"{prefix}ret_out"] = as_tensor(res[0], "output")
+        out[f"{prefix}perm_out"] = as_tensor(m(x[:, inp["perm"]]), "output")
+
+
+def probe_multihead_attention(ns, inp, out):
+    step(out, "student", lambda: _mha_outputs(ns, inp, out, ""))
+    with Swap(ns, ["scaled_dot_product"]):
+        step(out, "isolated", lambda: _mha_outputs(ns, inp, out, "iso_"), isolated=True)
+
+
+def _block_outputs(ns, inp, out, prefix):
+    cls = need(ns, "EncoderBlock")
+    blk = cls(input_dim=int(inp["input_dim"]), num_heads=int(inp["num_heads"]),
+              dim_feedforward=int(inp["dim_feedforward"]), dropout=0.0)
+    out[f"{prefix}params"] = param_summary(blk)
+    load_state(blk, inp["state"])
+    blk.eval()
+    with torch.no_grad():
+        out[f"{prefix}out"] = as_tensor(blk(inp["x"].clone()), "output")
+        out[f"{prefix}mask_out"] = as_tensor(blk(inp["x"].clone(), mask=inp["mask"].clone()), "output")
+        out[f"{prefix}mask_out2"] = as_tensor(blk(inp["x2"].clone(), mask=inp["mask"].clone()), "output")
+    # Dropout active in train mode (a block built with dropout 0.5 must not be deterministic).
+    blk2 = cls(input_dim=int(inp["input_dim"]), num_heads=int(inp["num_heads"]),
+               dim_feedforward=int(inp["dim_feedforward"]), dropout=0.5)
+    blk2.train()
+    with torch.no_grad():
+        a, b = blk2(inp["x"].clone()), blk2(inp["x"].clone())
+    out[f"{prefix}dropout_differs"] = float(not _EQUAL(a, b))
+
+
+def probe_encoder_block(ns, inp, out):
+    step(out, "student", lambda: _block_outputs(ns, inp, out, ""))
+    with Swap(ns, ["scaled_dot_product", "MultiheadAttention"]):
+        step(out, "isolated", lambda: _block_outputs(ns, inp, out, "iso_"), isolated=True)
+
+
+def probe_positional_encoding(ns, inp, out):
+    def table():
+        fn = need(ns, "sinusoidal_table")
+        out["table"] = as_tensor(fn(int(inp["max_len"]), int(inp["d_model"])), "sinusoidal_table(...)")
+    step(out, "table", table)
+
+    def module():
+        cls = need(ns, "PositionalEncoding")
+        pe = cls(d_model=int(inp["d_model"]), max_len=int(inp["max_len"]))
+        buf = getattr(pe, "pe", None)
+        out["pe"] = as_tensor(buf, "PositionalEncoding.pe")
+        out["pe_in_state_dict"] = float(any(k.split(".")[-1] == "pe" for k in pe.state_dict()))
+        with torch.no_grad():
+            x = inp["x"].clone()
+            y = pe(x)
+            out["out"] = as_tensor(y, "forward(x)")
+            out["input_unchanged"] = float(_EQUAL(x, inp["x"]))
+            out["out_short"] = as_tensor(pe(inp["x_short"].clone()), "forward(x)")
+    step(out, "module", module)
+
+
+def probe_warmup_factor(ns, inp, out):
+    warmup, max_iters = int(inp["warmup"]), int(inp["max_iters"])
+    steps = [int(s) for s in inp["steps"].tolist()]
+
+    def fn():
+        f = need(ns, "warmup_cosine_factor")
+        out["factors"] = torch.tensor([as_float(f(s, warmup, max_iters), "factor") for s in steps], dtype=torch.float64)
+    step(out, "function", fn)
+
+    def sched():
+        cls = need(ns, "CosineWarmupScheduler")
+        p = nn.Parameter(torch.zeros(1))
+        opt = torch.optim.SGD([p], lr=float(inp["base_lr"]))
+        s = cls(opt, warmup=warmup, max_iters=max_iters)
+        out["method_factors"] = torch.tensor([as_float(s.get_lr_factor(st), "factor") for st in steps], dtype=torch.float64)
+        lrs = []
+        for _ in range(int(inp["n_steps"])):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            s.step()
+        out["lrs"] = torch.tensor(lrs, dtype=torch.float64)
+    step(out, "scheduler", sched)
+
+
+def _predictor_loss(ns, inp, out, cls_name, prefix):
+    cls = need(ns, cls_name)
+    hp = {k: (int(v) if k in ("input_dim", "model_dim", "num_classes", "num_heads", "num_layers", "warmup", "max_iters")
+              else float(v)) for k, v in inp["hparams"].items()}
+    model = cls(**hp)
+    load_state(model, inp["state"])
+    model.eval()
+    no_log(model)
+    batch = tuple(t.clone() for t in inp["batch"])
+    with torch.no_grad():
+        res = model._calculate_loss(batch, mode="val")
+    if not isinstance(res, (tuple, list)) or len(res) != 2:
+        raise TypeError(f"_calculate_loss must return (loss, acc), got {type(res).__name__}")
+    out[f"{prefix}loss"] = as_float(res[0], "loss")
+    out[f"{prefix}acc"] = as_float(res[1], "acc")
+
+
+def probe_reverse_loss(ns, inp, out):
+    step(out, "student", lambda: _predictor_loss(ns, inp, out, "ReversePredictor", ""))
+    with Swap(ns, list(ORACLES)):
+        step(out, "isolated", lambda: _predictor_loss(ns, inp, out, "ReversePredictor", "iso_"), isolated=True)
+
+
+def probe_anomaly_loss(ns, inp, out):
+    step(out, "student", lambda: _predictor_loss(ns, inp, out, "AnomalyPredictor", ""))
+    with Swap(ns, list(ORACLES)):
+        step(out, "isolated", lambda: _predictor_loss(ns, inp, out, "AnomalyPredictor", "iso_"), isolated=True)
+
+
+def _load_ckpt_model(ns, cls_name, path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint {os.path.basename(path)} in the submission's checkpoints/ folder")
+    try:
+        ckpt = _LOAD(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"checkpoint refused by torch.load(weights_only=True) (only tensors and plain "
+                         f"containers are allowed): {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise ValueError("not a Lightning checkpoint (needs 'state_dict' and 'hyper_parameters')")
+    model = need(ns, cls_name)(**dict(ckpt["hyper_parameters"]))
+    model.load_state_dict(ckpt["state_dict"], strict=True)
+    model.eval()
+    return model, dict(ckpt["hyper_parameters"])
+
+
+def _checkpoint_eval(ns, inp, out, cls_name, fname, as_sets, prefix=""):
+    model, hp = _load_ckpt_model(ns, cls_name, os.path.join(WORKDIR, "ckpt", fname))
+    out["hparams"] = json.dumps({k: v for k, v in hp.items() if isinstance(v, (int, float, str, bool))})[:500]
+    out[prefix + "loaded"] = 1.0
+    x = inp["eval_x"]
+    if x.shape[0] == 0:
+        return
+    preds = []
+    with torch.no_grad():
+        for i in range(0, x.shape[0], 256):
+            xb = x[i:i + 256].clone()
+            if as_sets:
+                try:
+                    logits = model(xb, add_positional_encoding=False)
+                except TypeError:
+                    logits = model(xb)
+                logits = logits.reshape(xb.shape[0], xb.shape[1], -1)[..., 0]
+                preds.append(logits.argmax(dim=-1))
+            else:
+                try:
+                    logits = model(F.one_hot(xb, num_classes=int(hp["num_classes"])).float())
+                except Exception:  # noqa: BLE001 - an embedding-based model takes the ids
+                    logits = model(xb)
+                preds.append(logits.argmax(dim=-1))
+    out[prefix + "eval_pred"] = torch.cat(preds).to(torch.int64)
+
+
+def _checkpoint_evals(ns, inp, out, cls_name, fname, as_sets):
+    """Evaluate with the student's classes, and again on correct components (so that a bug in,
+    say, the attention is charged to the attention part, not to the training part as well)."""
+    step(out, "checkpoint", lambda: _checkpoint_eval(ns, inp, out, cls_name, fname, as_sets))
+    with Swap(ns, list(ORACLES)):
+        step(out, "iso_checkpoint", lambda: _checkpoint_eval(ns, inp, out, cls_name, fname, as_sets, "iso_"), isolated=True)
+
+
+class _Recorder:
+    """Injected into the student's Trainer: scripts ``val_acc`` and snapshots the weights per epoch."""
+
+    def __init__(self, script):
+        import pytorch_lightning as pl
+
+        class Rec(pl.Callback):
+            def __init__(s):
+                s.epoch, s.snapshots = 0, []
+
+            def on_validation_end(s, trainer, pl_module):
+                if trainer.sanity_checking:
+                    return
+                v = script[min(s.epoch, len(script) - 1)]
+                trainer.callback_metrics["val_acc"] = torch.tensor(v)
+                s.snapshots.append({k: _CLONE(t.detach().cpu()) for k, t in pl_module.state_dict().items()})
+                s.epoch += 1
+        self.cb = Rec()
+
+
+def _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, extra_args):
+    import pytorch_lightning as pl
+
+    fn = need(ns, fn_name)
+    cfg_cls = need(ns, cfg_name)
+    cfg = cfg_cls(**{k: (float(v) if isinstance(v, float) else int(v)) for k, v in inp["cfg"].items()})
+    script = [float(v) for v in inp["val_script"].tolist()]
+    rec = _Recorder(script).cb
+    clip_calls = {"n": 0}
+    orig_init = pl.Trainer.__init__
+    orig_norm, orig_value = torch.nn.utils.clip_grad_norm_, torch.nn.utils.clip_grad_value_
+
+    def init(self, *a, **kw):
+        kw["callbacks"] = list(kw.get("callbacks") or []) + [rec]
+        kw.update(logger=False, enable_progress_bar=False, accelerator="cpu", devices=1, num_sanity_val_steps=0,
+                  enable_model_summary=False)
+        kw["max_epochs"] = min(int(kw.get("max_epochs") or len(script)), len(script))
+        kw["limit_train_batches"], kw["limit_val_batches"], kw["limit_test_batches"] = 16, 4, 4
+        orig_init(self, *a, **kw)
+
+    def norm(parameters, max_norm, *a, **k):
+        clip_calls["n"] += 1
+        return orig_norm(parameters, max_norm, *a, **k)
+
+    def value(parameters, clip_value, *a, **k):
+        clip_calls["n"] += 1
+        return orig_value(parameters, clip_value, *a, **k)
+
+    run_dir = os.path.join(WORKDIR, "train_" + fn_name)
+    os.makedirs(run_dir, exist_ok=True)
+    pl.Trainer.__init__ = init
+    torch.nn.utils.clip_grad_norm_, torch.nn.utils.clip_grad_value_ = norm, value
+    cwd = os.getcwd()
+    try:
+        os.chdir(run_dir)
+        res = fn(run_dir, *extra_args, cfg=cfg, progress=False, accelerator="cpu")
+    finally:
+        os.chdir(cwd)
+        pl.Trainer.__init__ = orig_init
+        torch.nn.utils.clip_grad_norm_, torch.nn.utils.clip_grad_value_ = orig_norm, orig_value
+    out["clip_calls"] = float(clip_calls["n"])
+    out["epochs_run"] = float(len(rec.snapshots))
+    out["returned_pair"] = float(isinstance(res, (tuple, list)) and len(res) == 2)
+    if isinstance(res, (tuple, list)) and len(res) == 2 and isinstance(res[1], dict):
+        out["result_keys"] = ",".join(sorted(str(k) for k in res[1]))[:300]
+    path = os.path.join(run_dir, fname)
+    out["ckpt_written"] = float(os.path.isfile(path))
+    if os.path.isfile(path) and rec.snapshots:
+        ckpt = _LOAD(path, map_location="cpu", weights_only=True)
+        sd = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
+
+        def same(snap):
+            return all(k in sd and sd[k].shape == v.shape and _ALLCLOSE(sd[k].float(), v.float()) for k, v in snap.items())
+        matches = [i for i, s in enumerate(rec.snapshots) if same(s)]
+        out["saved_epoch"] = float(matches[-1]) if matches else -1.0
+
+
+def probe_train_reverse(ns, inp, out):
+    _checkpoint_evals(ns, inp, out, "ReversePredictor", "reverse.ckpt", False)
+    with Swap(ns, list(ORACLES)):  # the training function's behaviour, on correct components
+        step(out, "training", lambda: _instrumented_train(ns, inp, out, "train_reverse", "ReverseConfig", "reverse.ckpt", ()),
+             limit=STATE["train_limit"], isolated=True)
+
+
+def probe_train_anomaly(ns, inp, out):
+    _checkpoint_evals(ns, inp, out, "AnomalyPredictor", "anomaly.ckpt", True)
+    feats = tuple(inp[k].clone() for k in ("train_feats", "train_labels", "val_feats", "val_labels", "test_feats", "test_labels"))
+    with Swap(ns, list(ORACLES)):
+        step(out, "training", lambda: _instrumented_train(ns, inp, out, "train_anomaly", "AnomalyConfig", "anomaly.ckpt", feats),
+             limit=STATE["train_limit"], isolated=True)
+
+
+def _figure_content(fig, out, prefix):
+    from matplotlib.figure import Figure
+
+    out[f"{prefix}is_figure"] = float(isinstance(fig, Figure))
+    if not isinstance(fig, Figure):
+        raise TypeError(f"must return a matplotlib Figure, got {type(fig).__name__}")
+    fig.canvas.draw() if hasattr(fig.canvas, "draw") else None
+    axes = []
+    for ax in fig.axes:
+        if ax.images:
+            b = ax.get_position()
+            arr = ax.images[0].get_array()
+            axes.append((round(-b.y0, 3), round(b.x0, 3), arr, ax))
+    axes.sort(key=lambda t: (t[0], t[1]))
+    out[f"{prefix}n_image_axes"] = float(len(axes))
+    out[f"{prefix}n_axes"] = float(len(fig.axes))
+    rows = sorted({t[0] for t in axes})
+    cols = sorted({t[1] for t in axes})
+    out[f"{prefix}grid"] = torch.tensor([len(rows), len(cols)], dtype=torch.float64)
+    imgs = []
+    for _, _, arr, _ in axes:
+        a = torch.as_tensor(__import__("numpy").asarray(arr, dtype="float64"))
+        imgs.append(a)
+    for i, a in enumerate(imgs[:64]):
+        out[f"{prefix}image_{i}"] = a
+    texts = []
+    for _, _, _, ax in axes[:64]:
+        texts.append("|".join(t.get_text() for t in ax.get_xticklabels()))
+    out[f"{prefix}xticks"] = "\n".join(texts)[:20000]
+    all_text = []
+    for ax in fig.axes:
+        all_text += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()] + [t.get_text() for t in ax.texts]
+        all_text += [t.get_text() for t in ax.get_xticklabels()]
+        # bar heights (probabilities drawn as bars)
+        heights = [float(p.get_height()) for p in ax.patches if hasattr(p, "get_height")]
+        if heights:
+            out.setdefault(f"{prefix}bars", "")
+            out[f"{prefix}bars"] += ",".join(f"{h:.6g}" for h in heights[:200]) + ";"
+    all_text += [t.get_text() for t in fig.texts]
+    if getattr(fig, "_suptitle", None) is not None:
+        all_text.append(fig._suptitle.get_text())
+    out[f"{prefix}text"] = "\n".join(t for t in all_text if t)[:20000]
+
+
+def probe_attention_plot(ns, inp, out):
+    fn = need(ns, "plot_attention_maps")
+    maps = [m.clone() for m in inp["maps"]]
+
+    def main():
+        fig = fn(inp["tokens"].clone(), maps, idx=int(inp["idx"]), path=None)
+        _figure_content(fig, out, "")
+    step(out, "figure", main)
+
+    def saved():
+        p = os.path.join(WORKDIR, "out", "attention_plot.png")
+        fn(inp["tokens"].clone(), maps, idx=0, path=p)
+        out["path_written"] = float(os.path.isfile(p) and os.path.getsize(p) > 0)
+        if os.path.isfile(p):
+            os.remove(p)
+    step(out, "path", saved)
+
+
+def probe_prediction_view(ns, inp, out):
+    fn = need(ns, "plot_anomaly_prediction")
+    maps = [m.clone() for m in inp["maps"]]
+    args = (inp["indices"].clone(), inp["probs"].clone(), maps)
+
+    def main():
+        fig = fn(*args, idx=int(inp["idx"]), images=inp["images"].clone().numpy())
+        _figure_content(fig, out, "")
+    step(out, "figure", main)
+
+    def no_images():
+        fig = fn(*args, idx=int(inp["idx"]))
+        _figure_content(fig, out, "noimg_")
+    step(out, "no_images", no_images)
+
+    def saved():
+        p = os.path.join(WORKDIR, "out", "prediction_view.png")
+        fn(*args, idx=0, path=p)
+        out["path_written"] = float(os.path.isfile(p) and os.path.getsize(p) > 0)
+        if os.path.isfile(p):
+            os.remove(p)
+    step(out, "path", saved)
+
+
+PROBES = {
+    "scaled_dot_product": probe_scaled_dot_product,
+    "multihead_attention": probe_multihead_attention,
+    "encoder_block": probe_encoder_block,
+    "positional_encoding": probe_positional_encoding,
+    "warmup_factor": probe_warmup_factor,
+    "reverse_loss": probe_reverse_loss,
+    "train_reverse": probe_train_reverse,
+    "attention_plot": probe_attention_plot,
+    "anomaly_loss": probe_anomaly_loss,
+    "train_anomaly": probe_train_anomaly,
+    "prediction_view": probe_prediction_view,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+WORKDIR = ""
+
+
+def _progress(line):
+    with _OPEN(os.path.join(WORKDIR, "out", "progress.log"), "a") as f:
+        f.write(line + "\n")
+        f.flush()
+
+
+def _write(part, out):
+    path = os.path.join(WORKDIR, "out", part + ".pt")
+    _SAVE(out, path + ".tmp")
+    _REPLACE(path + ".tmp", path)
+
+
+class _NoIPython:
+    """``get_ipython()`` for notebooks that call it: every magic is a no-op."""
+
+    def __getattr__(self, name):
+        return lambda *a, **k: None
+
+
+def main():
+    global WORKDIR
+    WORKDIR = os.path.abspath(sys.argv[1])
+    with _OPEN(os.path.join(WORKDIR, "job.json")) as f:
+        job = json.load(f)
+    inputs = _LOAD(os.path.join(WORKDIR, "inputs.pt"), weights_only=True)
+    os.chdir(os.path.join(WORKDIR, "nb"))  # the notebook's own folder (checkpoints/ beside it)
+    sys.path.insert(0, os.getcwd())
+    ns = {"__name__": "__main__", "__builtins__": __builtins__, "get_ipython": _NoIPython,
+          "display": lambda *a, **k: None}
+    t_start = _TIME()
+    skip = set(job.get("skip_cells", []))
+    cell_limit = float(job.get("cell_timeout", 60))
+    errors = []
+    labels = job.get("labels") or [f"#{i + 1}" for i in range(len(job["cells"]))]
+    import linecache
+    for i, src in enumerate(job["cells"]):
+        if i in skip:
+            continue
+        _progress(f"cell {i}")
+        before = {k: id(v) for k, v in ns.items()}
+        name = f"<cell {labels[i] if i < len(labels) else i}>"
+        linecache.cache[name] = (len(src), None, src.splitlines(True), name)  # source lines in tracebacks
+        try:
+            code = compile(src, name, "exec")
+            with Limit(cell_limit):
+                exec(code, ns)  # noqa: S102 - this is the sandboxed worker's job
+        except BaseException as e:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, timeouts: keep going
+            _SETITIMER(signal.ITIMER_REAL, 0)
+            errors.append(f"{name[1:-1]}: {short_error(e)}")
+            if isinstance(e, MemoryError):  # free what the failed cell hoarded (data, not definitions)
+                for k in [k for k, v in ns.items() if before.get(k) != id(v)]:
+                    if not (callable(ns[k]) or isinstance(ns[k], type(os))):
+                        del ns[k]
+                import gc
+                gc.collect()
+        _progress(f"cell {i} done")
+    try:
+        import matplotlib.pyplot as plt
+        plt.close("all")
+    except BaseException:  # noqa: BLE001
+        pass
+    _write("_cells", {"errors": "\n".join(errors)[-8000:], "n_cells": float(len(job["cells"])),
+                      "import_seconds": t_start - T_IMPORT, "cells_seconds": _TIME() - t_start})
+    STATE["limit"] = float(job.get("probe_timeout", 45))
+    STATE["train_limit"] = float(job.get("train_probe_timeout", 150))
+    timings = {}
+    for part in job["parts"]:
+        _progress(f"part {part}")
+        out = {}
+        t0 = _TIME()
+        STATE["timed_out"] = False
+        try:
+            PROBES[part](ns, inputs.get(part, {}), out)
+        except BaseException as e:  # noqa: BLE001
+            _SETITIMER(signal.ITIMER_REAL, 0)
+            out["error_probe"] = short_error(e)
+        out["seconds"] = _TIME() - t0
+        timings[part] = out["seconds"]
+        try:
+            _write(part, out)
+        except BaseException as e:  # noqa: BLE001 - e.g. an object that cannot be saved
+            _write(part, {"error_probe": f"could not record the outputs: {short_error(e)}"})
+        _progress(f"part {part} done")
+    _write("_timings", {k: float(v) for k, v in timings.items()})
+    _progress("finished")
+    sys.stdout.flush()
+    os._exit(0)  # skip interpreter teardown (atexit hooks the notebook may have registered)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,406 @@
+"""Submissions for the autograder's tests, all derived from the source notebook by small text edits.
+
+* ``BUGS``: realistic student bugs, each in one part, with the symptom its feedback must name;
+* ``CORRECT``: correct solutions written differently (einsum, SDPA, another reshape, ...);
+* ``HOSTILE``: submissions that attack or break the grader.
+
+Every edit must match exactly once in its cell (``grade_id``), so a change of the source notebook
+that breaks a fixture fails loudly instead of silently testing nothing. Entries whose cell is not
+(yet) in the notebook are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = ROOT / "source" / "transformer_lab" / "transformer_lab.ipynb"
+RELEASE = ROOT / "release" / "transformer_lab" / "transformer_lab.ipynb"
+
+
+class EditError(AssertionError):
+    pass
+
+
+def load_source():
+    return nbformat.read(SOURCE, as_version=4)
+
+
+def grade_ids(nb) -> set[str]:
+    return {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells} - {None}
+
+
+def graded_parts(nb) -> list[str]:
+    from lab_autograder.parts import PART_ORDER
+
+    ids = grade_ids(nb)
+    return [p for p in PART_ORDER if f"test_{p}" in ids]
+
+
+def apply_edits(nb, edits):
+    """``edits``: list of ``(grade_id, old, new)``; each ``old`` must occur exactly once in that cell."""
+    nb = copy.deepcopy(nb)
+    for gid, old, new in edits:
+        cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == gid]
+        if not cells:
+            raise KeyError(gid)
+        n = cells[0].source.count(old)
+        if n != 1:
+            raise EditError(f"edit of {gid}: {old!r} occurs {n} times (the source notebook changed?)")
+        cells[0].source = cells[0].source.replace(old, new)
+    return nb
+
+
+def add_cells(nb, sources, where="end"):
+    nb = copy.deepcopy(nb)
+    new = [nbformat.v4.new_code_cell(s) for s in sources]
+    if where == "start":  # right after the imports/setup cells
+        idx = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "setup") + 1
+        nb.cells[idx:idx] = new
+    else:
+        nb.cells.extend(new)
+    return nb
+
+
+def release_like(nb=None):
+    """The real release if it exists, else the source with every solution region replaced by a stub."""
+    if nb is None and RELEASE.is_file():
+        return nbformat.read(RELEASE, as_version=4)
+    nb = copy.deepcopy(nb or load_source())
+    pat = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*\n?", re.S | re.M)
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.source = pat.sub(lambda m: f"{m.group(1)}raise NotImplementedError()\n", c.source)
+            c.source = re.sub(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", "", c.source, flags=re.S)
+    return nb
+
+
+def write_submission(root: Path, name: str, nb, checkpoints: dict | None = None, raw: bytes | None = None) -> Path:
+    d = Path(root) / name
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / "transformer_lab.ipynb"
+    if raw is not None:
+        path.write_bytes(raw)
+    else:
+        nbformat.write(nb, path)
+    if checkpoints:
+        (d / "checkpoints").mkdir(exist_ok=True)
+        for fname, src in checkpoints.items():
+            if isinstance(src, bytes):
+                (d / "checkpoints" / fname).write_bytes(src)
+            else:
+                shutil.copyfile(src, d / "checkpoints" / fname)
+    return d
+
+
+@dataclass
+class Variant:
+    id: str
+    part: str  # the part that must lose points ("" for correct / hostile entries)
+    edits: list = field(default_factory=list)
+    symptom: str = ""  # regex the part's feedback must match (case-insensitive)
+    also: tuple = ()  # other parts allowed to lose points (e.g. the training run of a crashing loss)
+
+    def cells(self):
+        return {gid for gid, _, _ in self.edits}
+
+
+SDP, MHA, BLK, PE, WU = "impl_scaled_dot_product", "impl_multihead_attention", "impl_encoder_block", "impl_positional_encoding", "impl_warmup_factor"
+RL, TR, AP, AL, TA = "impl_reverse_loss", "impl_train_reverse", "impl_attention_plot", "impl_anomaly_loss", "impl_train_anomaly"
+
+BUGS = [
+    Variant("sdp_no_scale", "scaled_dot_product",
+            [(SDP, "torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(d_k)", "torch.matmul(q, k.transpose(-2, -1))")],
+            r"not divided by sqrt\(d_k\)"),
+    Variant("sdp_softmax_wrong_axis", "scaled_dot_product",
+            [(SDP, "attention = F.softmax(attn_logits, dim=-1)", "attention = F.softmax(attn_logits, dim=-2)")],
+            r"wrong axis"),
+    Variant("sdp_mask_ignored", "scaled_dot_product",
+            [(SDP, "attn_logits = attn_logits.masked_fill(mask == 0,", "attn_logits.masked_fill(mask == 0,")],
+            r"mask is ignored"),
+    Variant("sdp_mask_inverted", "scaled_dot_product",
+            [(SDP, "masked_fill(mask == 0,", "masked_fill(mask == 1,")], r"mask is inverted"),
+    Variant("mha_heads_merged_wrong", "multihead_attention",
+            [(MHA, "values = values.transpose(1, 2).reshape(B, T, self.embed_dim)", "values = values.reshape(B, T, self.embed_dim)")],
+            r"merged without moving the head axis"),
+    Variant("mha_no_output_projection", "multihead_attention",
+            [(MHA, "o = self.o_proj(values)", "o = values")], r"o_proj is not applied"),
+    Variant("mha_stacked_qkv_layout", "multihead_attention",
+            [(MHA, "q, k, v = qkv.transpose(1, 2).chunk(3, dim=-1)",
+              "q, k, v = (t.reshape(B, T, self.num_heads, self.head_dim).transpose(1, 2) "
+              "for t in self.qkv_proj(x).chunk(3, dim=-1))")],
+            r"split over the whole projection"),
+    Variant("mha_mask_not_passed", "multihead_attention",
+            [(MHA, "values, attention = scaled_dot_product(q, k, v, mask=mask)", "values, attention = scaled_dot_product(q, k, v)")],
+            r"pass mask to scaled_dot_product"),
+    Variant("block_no_attention_residual", "encoder_block",
+            [(BLK, "x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)))",
+              "x = self.norm1(self.dropout(self.self_attn(x, mask=mask)))")],
+            r"residual connection around the attention is missing"),
+    Variant("block_no_mlp_residual", "encoder_block",
+            [(BLK, "x = self.norm2(x + self.dropout(self.linear_net(x)))", "x = self.norm2(self.dropout(self.linear_net(x)))")],
+            r"residual connection around the MLP is missing"),
+    Variant("block_pre_ln", "encoder_block",
+            [(BLK, "x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)))",
+              "x = x + self.dropout(self.self_attn(self.norm1(x), mask=mask))"),
+             (BLK, "x = self.norm2(x + self.dropout(self.linear_net(x)))", "x = x + self.dropout(self.linear_net(self.norm2(x)))")],
+            r"pre-LN"),
+    Variant("block_mask_not_passed", "encoder_block",
+            [(BLK, "self.self_attn(x, mask=mask)", "self.self_attn(x)")], r"pass mask=mask to self.self_attn"),
+    Variant("pe_sin_cos_swapped", "positional_encoding",
+            [(PE, "pe[:, 0::2] = torch.sin(position * div_term)", "pe[:, 0::2] = torch.cos(position * div_term)"),
+             (PE, "pe[:, 1::2] = torch.cos(position * div_term[: d_model // 2])", "pe[:, 1::2] = torch.sin(position * div_term[: d_model // 2])")],
+            r"sin and cos are swapped"),
+    Variant("pe_result_discarded", "positional_encoding",
+            [(PE, "return x + self.pe[:, : x.size(1)].to(x.dtype)", "x + self.pe[:, : x.size(1)].to(x.dtype)\n        return x")],
+            r"returns its input unchanged"),
+    Variant("warmup_off_by_one", "warmup_factor",
+            [(WU, "factor *= step / warmup", "factor *= (step + 1) / warmup")], r"off by one"),
+    Variant("warmup_missing", "warmup_factor",
+            [(WU, "    if step <= warmup:\n        factor *= step / warmup\n", "")], r"warm-up .* is missing"),
+    Variant("reverse_loss_without_positional_encoding", "reverse_loss",
+            [(RL, "preds = self.forward(inp_data, add_positional_encoding=True)", "preds = self.forward(inp_data, add_positional_encoding=False)")],
+            r"without positional encoding"),
+    Variant("reverse_loss_wrong_axis", "reverse_loss",
+            [(RL, "loss = F.cross_entropy(preds.reshape(-1, preds.size(-1)), labels.reshape(-1))", "loss = F.cross_entropy(preds, labels)")],
+            r"over all B\*T tokens", also=("train_reverse",)),
+    Variant("reverse_accuracy_wrong_axis", "reverse_loss",
+            [(RL, "acc = (preds.argmax(dim=-1) == labels).float().mean()", "acc = (preds.argmax(dim=1) == labels).float().mean()")],
+            r"argmax over the class axis", also=("train_reverse",)),
+    Variant("train_reverse_no_clipping", "train_reverse",
+            [(TR, "        gradient_clip_val=cfg.gradient_clip_val,\n", "")], r"gradient_clip_val"),
+    Variant("train_reverse_last_epoch_checkpoint", "train_reverse",
+            [(TR, 'save_weights_only=True,\n                                 mode="max", monitor="val_acc", enable_version_counter=False)',
+              'save_weights_only=True,\n                                 enable_version_counter=False)')],
+            r"\(the last one\)"),
+    Variant("plot_rows_columns_swapped", "attention_plot",
+            [(AP, "fig.subplots(num_layers, num_heads, squeeze=False)", "fig.subplots(num_heads, num_layers, squeeze=False)"),
+             (AP, "ax = axes[row, col]", "ax = axes[col, row]")],
+            r"rows and columns are swapped"),
+    Variant("plot_wrong_batch_element", "attention_plot",
+            [(AP, "maps = [m[idx].detach()", "maps = [m[0].detach()")], r"batch element 0"),
+    Variant("anomaly_positional_encoding_added", "anomaly_loss",
+            [(AL, "preds = self.forward(img_sets, add_positional_encoding=False)", "preds = self.forward(img_sets, add_positional_encoding=True)")],
+            r"positional encoding is added to the set"),
+    Variant("anomaly_binary_cross_entropy", "anomaly_loss",
+            [(AL, "loss = F.cross_entropy(preds, labels)", "loss = F.binary_cross_entropy_with_logits(preds, F.one_hot(labels, preds.size(-1)).float())")],
+            r"binary cross-entropy"),
+    Variant("train_anomaly_no_clipping", "train_anomaly",
+            [(TA, "        gradient_clip_val=cfg.gradient_clip_val,\n", "")], r"gradient_clip_val"),
+]
+
+CORRECT = [
+    Variant("alt_einsum_view_min", "", [
+        (SDP, "attn_logits = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(d_k)",
+         "attn_logits = torch.einsum('...qd,...kd->...qk', q, k) * d_k ** -0.5"),
+        (SDP, "values = torch.matmul(attention, v)", "values = torch.einsum('...qk,...kd->...qd', attention, v)"),
+        (MHA, "qkv = self.qkv_proj(x).reshape(B, T, self.num_heads, 3 * self.head_dim)\n",
+         "qkv = self.qkv_proj(x).view(B, T, self.num_heads, 3, self.head_dim)\n"),
+        (MHA, "q, k, v = qkv.transpose(1, 2).chunk(3, dim=-1)", "q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)"),
+        (MHA, "values = values.transpose(1, 2).reshape(B, T, self.embed_dim)",
+         "values = values.permute(0, 2, 1, 3).contiguous().view(B, T, -1)"),
+        (WU, "    factor = 0.5 * (1 + math.cos(math.pi * step / max_iters))\n    if step <= warmup:\n        factor *= step / warmup\n    return factor",
+         "    return 0.5 * (1 + math.cos(math.pi * step / max_iters)) * min(1.0, step / warmup)"),
+    ]),
+    Variant("alt_sdpa_pow_permute_loss", "", [
+        (SDP, "values = torch.matmul(attention, v)",
+         "values = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else (mask != 0))"),
+        (PE, "div_term = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))",
+         "div_term = 1.0 / (10000.0 ** (torch.arange(0, d_model, 2).float() / d_model))"),
+        (RL, "loss = F.cross_entropy(preds.reshape(-1, preds.size(-1)), labels.reshape(-1))",
+         "loss = F.cross_entropy(preds.permute(0, 2, 1), labels)"),
+    ]),
+    Variant("alt_explicit_heads_and_block", "", [
+        (MHA, "q, k, v = qkv.transpose(1, 2).chunk(3, dim=-1)  # each (B, nh, T, hs)",
+         "q = qkv[..., : self.head_dim].permute(0, 2, 1, 3)\n"
+         "        k = qkv[..., self.head_dim : 2 * self.head_dim].permute(0, 2, 1, 3)\n"
+         "        v = qkv[..., 2 * self.head_dim :].permute(0, 2, 1, 3)"),
+        (MHA, "values = F.scaled_dot_product_attention(q, k, v)  # fused kernel, same maths",
+         "values, _ = scaled_dot_product(q, k, v)"),
+        (BLK, "x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)))",
+         "attn_out = self.self_attn(x, mask=mask)\n        x = x + self.dropout(attn_out)\n        x = self.norm1(x)"),
+        (AP, "ax.imshow(maps[row][col], origin=\"lower\", vmin=0)", "ax.matshow(maps[row][col], vmin=0)"),
+    ]),
+]
+
+#: code that a hostile submission adds as extra cells (some need the marker/out paths formatted in)
+HOSTILE_CELLS = {
+    "infinite_loop_cell": ["while True:\n    pass\n"],
+    "infinite_loop_in_function": [],  # built by an edit below
+    "signal_proof_hang": ["import signal, time\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                          "signal.setitimer = lambda *a, **k: None\nwhile True:\n    time.sleep(0.01)\n"],
+    "memory_bomb": ["_hog = []\nwhile True:\n    _hog.append(bytearray(256 * 2**20))\n"],
+    "memory_bomb_tensor": ["import torch\n_x = torch.ones(2**40)\n"],
+    "process_flood": ["import os, time\n_kids = 0\nfor _i in range(500):\n    try:\n        _pid = os.fork()\n"
+                      "    except OSError:\n        break\n    if _pid == 0:\n        time.sleep(120)\n        os._exit(0)\n"
+                      "    _kids += 1\nprint('forked', _kids)\n"],
+    "sys_exit": ["import sys\nsys.exit(3)\n"],
+    "os_exit": ["import os\nos._exit(0)\n"],
+}
+
+#: hostile cells added to the *release* (no solutions): they must not earn a single point.
+HOSTILE_RELEASE_CELLS = {
+    "monkeypatch_checks": [
+        "import torch, numpy\n"
+        "torch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True\n"
+        "torch.testing.assert_close = lambda *a, **k: None\nnumpy.allclose = lambda *a, **k: True\n"
+        "torch.Tensor.__eq__ = lambda self, other: torch.ones_like(self, dtype=torch.bool)\n"
+        "def scaled_dot_product(q, k, v, mask=None):\n    return torch.zeros_like(v), torch.zeros(q.shape[:-1] + k.shape[-2:-1])\n"
+        "print('PASSED all tests')\n"],
+    "forge_outputs": [
+        "import os, glob, torch\n"
+        "for _d in glob.glob('/tmp/lab_autograder_*/*/out') + ['out']:\n"
+        "    try:\n        os.makedirs(_d, exist_ok=True)\n"
+        "        for _p in ['scaled_dot_product', 'train_reverse', 'warmup_factor']:\n"
+        "            torch.save({'passed': True, 'score': 100.0}, os.path.join(_d, _p + '.pt'))\n"
+        "    except Exception as e:\n        print(e)\n"],
+    "read_reference": [
+        "import sys, glob\n"
+        "for _p in glob.glob('/work/*/reference') + glob.glob('/autograder/source/reference') + [@REF@]:\n"
+        "    sys.path.insert(0, _p)\n"
+        "try:\n    from transformer_lab import *  # the instructor's solution\n"
+        "    from transformer_lab.positional import sinusoidal_table\n"
+        "    from transformer_lab.scheduler import warmup_cosine_factor\n"
+        "    from transformer_lab.plots import plot_attention_maps\n"
+        "    print('READ THE REFERENCE')\nexcept Exception as e:\n    print('blocked:', e)\n"
+        "try:\n    _src = open(@REF@ + '/transformer_lab/attention.py').read()\n"
+        "    exec(compile(_src.replace('from ._checks import check_mask, check_tensor', 'check_tensor = check_mask = lambda *a, **k: None'), 'ref', 'exec'))\n"
+        "    print('EXEC THE REFERENCE')\nexcept Exception as e:\n    print('blocked:', e)\n"],
+    "write_output_folder": [
+        "import json, os\n"
+        "for _p in [@OUT@ + '/@NAME@/results.json', @OUT@ + '/grades.csv', '/autograder/results/results.json']:\n"
+        "    try:\n        os.makedirs(os.path.dirname(_p), exist_ok=True)\n"
+        "        open(_p, 'w').write(json.dumps({'score': 1000, 'tests': []}))\n"
+        "        print('WROTE', _p)\n    except Exception as e:\n        print('blocked:', e)\n"],
+}
+
+
+#: caught inside the worker (exception, SIGALRM, MemoryError, NPROC): one notebook holds them all
+SOFT_HOSTILE = ("infinite_loop_cell", "memory_bomb", "memory_bomb_tensor", "process_flood", "sys_exit")
+#: attacks on the checks, added together to the release
+ATTACKS = ("monkeypatch_checks", "forge_outputs", "write_output_folder")
+
+
+def evil_checkpoint(marker: Path) -> bytes:
+    """A .ckpt whose pickle would create ``marker`` when unpickled without weights_only."""
+    import io
+    import os
+
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    buf = io.BytesIO()
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "hyper_parameters": {"evil": Evil()}}, buf)
+    return buf.getvalue()
+
+
+FORGED_FORWARD = (
+    "def _cheat(self, x, *args, **kwargs):  # 'predicts' by reversing the input, ignoring the weights\n"
+    "    ids = x.argmax(-1) if x.is_floating_point() else x\n"
+    "    return F.one_hot(ids.flip(-1), self.hparams.num_classes).float() * 10\n"
+    "ReversePredictor.forward = _cheat\n")
+
+
+def untrained_reverse_checkpoint() -> bytes:
+    """A Lightning-format checkpoint of an untrained reverse model (for the forged-predictions fixture)."""
+    import io
+
+    import torch
+    from transformer_lab import ReversePredictor
+
+    torch.manual_seed(0)
+    hp = dict(input_dim=10, model_dim=32, num_classes=10, num_heads=1, num_layers=1, lr=5e-4, warmup=50,
+              max_iters=1000, dropout=0.0, input_dropout=0.0)
+    buf = io.BytesIO()
+    torch.save({"state_dict": ReversePredictor(**hp).state_dict(), "hyper_parameters": hp, "epoch": 0}, buf)
+    return buf.getvalue()
+
+
+def malformed_notebooks() -> dict[str, bytes]:
+    src = SOURCE.read_bytes()
+    return {
+        "malformed_truncated": src[: len(src) // 2],
+        "malformed_not_json": b"this is not a notebook\n\x00\xff",
+        "malformed_no_cells": json.dumps({"metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode(),
+        "malformed_bad_cells": json.dumps({"cells": [{"cell_type": "code", "source": 42}, "junk", {"cell_type": "code"}],
+                                           "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode(),
+    }
+
+
+def infinite_loop_in_function():
+    return [(SDP, "    d_k = q.size(-1)\n", "    d_k = q.size(-1)\n    while True:\n        pass\n")]
+
+
+def build_all(root: Path, ckpts: dict, *, out: Path, marker: Path, kinds=("solution", "release", "bugs", "correct", "hostile")):
+    """Write every fixture submission under ``root``; returns ``{name: (kind, Variant|None)}``.
+
+    ``ckpts``: ``{"reverse": path, "anomaly": path}`` (either may be missing) copied as the
+    submission's ``checkpoints/``; ``marker``: the file the evil checkpoint would create.
+    """
+    nb = load_source()
+    present = grade_ids(nb)
+    cks = {f"{k}.ckpt": v for k, v in ckpts.items() if v}
+    made = {}
+    if "solution" in kinds:
+        write_submission(root, "solution", nb, cks)
+        made["solution"] = ("solution", None)
+    if "release" in kinds:
+        write_submission(root, "release", release_like(), {})
+        made["release"] = ("release", None)
+    for kind, entries in (("bugs", BUGS), ("correct", CORRECT)):
+        if kind not in kinds:
+            continue
+        for v in entries:
+            if not v.cells() <= present:
+                continue
+            write_submission(root, v.id, apply_edits(nb, v.edits), cks)
+            made[v.id] = (kind, v)
+    if "hostile" in kinds:
+        # cells that are caught inside the worker share one notebook; the ones that kill it get their own
+        soft = [c for name in SOFT_HOSTILE for c in HOSTILE_CELLS[name]]
+        write_submission(root, "hostile_soft", add_cells(nb, soft, "start"), cks)
+        made["hostile_soft"] = ("hostile", None)
+        for name in ("signal_proof_hang", "os_exit"):
+            write_submission(root, name, add_cells(nb, HOSTILE_CELLS[name], "start"), cks)
+            made[name] = ("hostile", None)
+        write_submission(root, "infinite_loop_in_function", apply_edits(nb, infinite_loop_in_function()), cks)
+        made["infinite_loop_in_function"] = ("hostile", None)
+        rel = release_like()
+
+        def fill(c, name):
+            return c.replace("@REF@", repr(str(ROOT / "reference"))).replace("@OUT@", repr(str(out))).replace("@NAME@", name)
+        attacks = [fill(c, "attacks_on_checks") for name in ATTACKS for c in HOSTILE_RELEASE_CELLS[name]]
+        write_submission(root, "attacks_on_checks", add_cells(rel, attacks, "end"), {})
+        made["attacks_on_checks"] = ("hostile_release", None)
+        write_submission(root, "read_reference", add_cells(
+            rel, [fill(c, "read_reference") for c in HOSTILE_RELEASE_CELLS["read_reference"]], "end"), {})
+        made["read_reference"] = ("hostile_release", None)
+        evil = evil_checkpoint(marker)
+        write_submission(root, "evil_checkpoint", nb, {"reverse.ckpt": evil, "anomaly.ckpt": evil})
+        made["evil_checkpoint"] = ("hostile", None)
+        forged = {**cks, "reverse.ckpt": untrained_reverse_checkpoint()}
+        write_submission(root, "forged_predictions", add_cells(nb, [FORGED_FORWARD], "end"), forged)
+        made["forged_predictions"] = ("hostile", None)
+        for name, raw in malformed_notebooks().items():
+            write_submission(root, name, None, {}, raw=raw)
+            made[name] = ("malformed", None)
+        write_submission(root, "missing_function", apply_edits(nb, [(SDP, "def scaled_dot_product(q, k, v, mask=None):",
+                                                                     "def _unused(q, k, v, mask=None):")]), cks)
+        made["missing_function"] = ("hostile", None)
+        renamed = copy.deepcopy(nb)
+        for c in renamed.cells:
+            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade_id") != "test_scaled_dot_product":
+                c.source = c.source.replace("scaled_dot_product(", "scaled_dot_prod(")
+        write_submission(root, "renamed_function", renamed, cks)
+        made["renamed_function"] = ("hostile", None)
+    return made

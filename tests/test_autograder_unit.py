@@ -1,0 +1,162 @@
+"""Fast tests of the autograder's pieces that run no worker (seconds)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from autograder_fixtures import catalog  # noqa: E402
+from lab_autograder import parts as P  # noqa: E402
+from lab_autograder.cli import main as cli_main  # noqa: E402
+from lab_autograder.grade import Settings, find_notebook, grade_all, safe_name  # noqa: E402
+from lab_autograder.notebook import NotebookError, code_cells, points_from_source, strip_magics  # noqa: E402
+from lab_autograder.sandbox import sandbox_level  # noqa: E402
+
+needs_source = pytest.mark.skipif(not catalog.SOURCE.is_file(), reason="source notebook not built yet")
+
+
+def test_strip_magics_keeps_python_and_drops_shell():
+    src = "%matplotlib inline\n!pip install evil\nx = 1\nfiles = !ls\nif x:\n    %time y = 2\nz = 3 % 2\n"
+    out = strip_magics(src)
+    assert "pip" not in out and "ls" not in out and "%matplotlib" not in out
+    assert "x = 1" in out and "z = 3 % 2" in out
+    compile(out, "<cell>", "exec")  # still valid Python (indented magic became `pass`)
+    assert strip_magics("%%bash\nrm -rf /\n") == ""
+    assert strip_magics("%%time\nx = 1\n").strip() == "x = 1"
+
+
+@pytest.mark.parametrize("name", list(catalog.malformed_notebooks()) if catalog.SOURCE.is_file() else [])
+def test_malformed_notebooks_are_refused_with_a_message(tmp_path, name):
+    raw = catalog.malformed_notebooks()[name]
+    p = tmp_path / "nb.ipynb"
+    p.write_bytes(raw)
+    if name == "malformed_bad_cells":  # JSON with junk cells: readable, the junk is ignored
+        assert code_cells(p) == []
+        return
+    with pytest.raises(NotebookError) as e:
+        code_cells(p)
+    assert "nb.ipynb" in str(e.value)
+
+
+@needs_source
+def test_test_cells_are_not_run_and_points_come_from_the_source():
+    nb_cells = code_cells(catalog.SOURCE)
+    assert not any("### BEGIN HIDDEN TESTS" in c for c in nb_cells)
+    points, origin = points_from_source(catalog.SOURCE)
+    parts = catalog.graded_parts(catalog.load_source())
+    assert str(catalog.SOURCE) in origin
+    for part in parts:  # the notebook's metadata and PARTS.md agree
+        assert points[part] == P.DEFAULT_POINTS[part], part
+    if len(parts) == len(P.PART_ORDER):
+        assert sum(points.values()) == 25
+
+
+def test_points_fall_back_to_the_parts_table(tmp_path):
+    points, origin = points_from_source(tmp_path / "missing.ipynb")
+    assert points == P.DEFAULT_POINTS and "defaults" in origin
+
+
+def test_names_and_notebook_discovery(tmp_path):
+    assert safe_name("../../etc/passwd") == "etc_passwd"
+    d = tmp_path / "alice smith"
+    (d / "checkpoints").mkdir(parents=True)
+    (d / "other.ipynb").write_text("{}")
+    (d / "transformer_lab.ipynb").write_text("{}")
+    nb, folder, name = find_notebook(d)
+    assert nb.name == "transformer_lab.ipynb" and folder == d and name == "alice smith"
+
+
+def test_grading_logic_full_marks_on_reference_outputs_and_diagnoses():
+    """The checks themselves, on outputs computed here (no worker): right answers pass, a known bug is named."""
+    inp = P.inputs_scaled_dot_product(0)
+    out = {}
+    for case in ("plain", "mask", "rect", "pad"):
+        v, a = P._softmax_attention(*(inp[f"{case}_{n}"] for n in "qkv"), mask=inp.get(f"{case}_mask"))
+        out[f"{case}_values"], out[f"{case}_attention"] = v, a
+    pr = P.grade_scaled_dot_product(inp, out, 3)
+    assert pr.score == 3
+    bad = {k: v for k, v in out.items()}
+    for case in ("plain", "mask", "rect", "pad"):
+        bad[f"{case}_values"], bad[f"{case}_attention"] = P._softmax_attention(
+            *(inp[f"{case}_{n}"] for n in "qkv"), mask=inp.get(f"{case}_mask"), scale=False)
+    pr = P.grade_scaled_dot_product(inp, bad, 3)
+    assert pr.score < 3
+    assert any("not divided by sqrt(d_k)" in c.hint for c in pr.checks)
+    # forged outputs of the wrong kind earn nothing and do not crash the checks
+    pr = P.grade_scaled_dot_product(inp, {"plain_values": "passed", "plain_attention": 1.0, "error_probe": "x"}, 3)
+    assert pr.score == 0
+
+
+def test_warmup_checks_name_an_off_by_one():
+    inp = P.inputs_warmup_factor(0)
+    steps = inp["steps"].tolist()
+    good = torch.tensor([P._factor(s, 10, 100) for s in steps], dtype=torch.float64)
+    assert P.grade_warmup_factor(inp, {"factors": good, "method_factors": good, "lrs": torch.tensor(
+        [0.5 * P._factor(s, 10, 100) for s in range(25)], dtype=torch.float64)}, 2).score == 2
+    import math
+    shifted = torch.tensor([0.5 * (1 + math.cos(math.pi * s / 100)) * ((s + 1) / 10 if s <= 10 else 1) for s in steps],
+                           dtype=torch.float64)
+    pr = P.grade_warmup_factor(inp, {"factors": shifted}, 2)
+    assert pr.score == 0 and "off by one" in pr.checks[0].hint
+
+
+def test_sandbox_level_is_known():
+    assert sandbox_level() in ("namespaces", "setuid", "rlimits")
+
+
+def test_malformed_submissions_are_graded_zero_with_csv_and_resume(tmp_path, capsys):
+    subs = tmp_path / "subs"
+    for name, raw in {"broken": b"{not json", "empty_folder": None}.items():
+        d = subs / name
+        d.mkdir(parents=True)
+        if raw is not None:
+            (d / "transformer_lab.ipynb").write_bytes(raw)
+    out = tmp_path / "out"
+    res = grade_all(sorted(subs.iterdir()), Settings(out=out, quiet=True))
+    assert [r["score"] for r in res] == [0, 0]
+    broken = json.loads((out / "broken" / "results.json").read_text())
+    assert "not a valid notebook" in broken["output"]
+    assert {t["status"] for t in broken["tests"]} == {"failed"}
+    assert all(set(t) >= {"name", "score", "max_score", "status", "output", "visibility"} for t in broken["tests"])
+    assert "no notebook found" in (out / "empty_folder" / "feedback.md").read_text()
+    rows = (out / "grades.csv").read_text().splitlines()
+    assert rows[0].startswith("submission,scaled_dot_product") and rows[0].endswith("total,max") and len(rows) == 3
+    # a second run on the same OUT grades nothing again
+    before = (out / "broken" / "results.json").stat().st_mtime_ns
+    assert grade_all(sorted(subs.iterdir()), Settings(out=out, quiet=True)) == []
+    assert (out / "broken" / "results.json").stat().st_mtime_ns == before
+    assert not list(out.rglob("*.tmp"))  # atomic writes leave no temp files
+    assert cli_main(["table", str(out)]) == 0
+    assert "broken" in capsys.readouterr().out
+
+
+def test_run_autograder_entry_writes_gradescope_results(tmp_path):
+    import subprocess
+
+    sub = tmp_path / "submission"
+    sub.mkdir()
+    (sub / "transformer_lab.ipynb").write_text('{"cells": "broken"')
+    results = tmp_path / "results" / "results.json"
+    script = Path(__file__).resolve().parents[1] / "autograder" / "run_autograder"
+    env = dict(__import__("os").environ, SUBMISSION_DIR=str(sub), RESULTS_JSON=str(results))
+    proc = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(results.read_text())
+    assert data["score"] == 0 and len(data["tests"]) == len(P.PART_ORDER)
+    assert all(t["status"] == "failed" and t["max_score"] > 0 for t in data["tests"])
+
+
+@needs_source
+def test_examples_for_the_demo(tmp_path, capsys):
+    assert cli_main(["examples", str(tmp_path / "ex")]) == 0
+    names = sorted(p.name for p in (tmp_path / "ex").iterdir())
+    assert {"solution", "bug_no_sqrt_dk", "bug_pre_layernorm"} <= set(names)
+    sol = (tmp_path / "ex" / "solution" / "transformer_lab.ipynb").read_text()
+    for bug in ("bug_no_sqrt_dk", "bug_pre_layernorm"):
+        assert (tmp_path / "ex" / bug / "transformer_lab.ipynb").read_text() != sol
