@@ -24,7 +24,7 @@ def _train_reverse(args):
     from .plots import plot_attention_maps
     from .reverse import ReverseConfig, reverse_loaders, train_reverse
 
-    cfg = ReverseConfig(max_epochs=args.epochs, seed=args.seed)
+    cfg = ReverseConfig(max_epochs=args.epochs, seed=args.seed, cpu_threads=args.threads)
     out = Path(args.out)
     model, result = train_reverse(out, cfg, progress=not args.quiet, accelerator=args.accelerator)
     _, val_loader, _ = reverse_loaders(cfg)
@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     rev.add_argument("--epochs", type=int, default=10)
     rev.add_argument("--seed", type=int, default=42)
     rev.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu or gpu")
+    rev.add_argument("--threads", type=int, default=None,
+                     help="CPU threads while training on a CPU (default: torch's; 1 on a busy machine)")
     rev.add_argument("--quiet", action="store_true", help="no progress bars (for CI logs)")
     rev.set_defaults(func=_train_reverse)
 

@@ -11,10 +11,10 @@ import torch
 def cpu_threads(n: int | None):
     """Run the block with ``n`` intra-op CPU threads (None: leave as is), then restore.
 
-    Small models spend their time in many tiny operations; splitting each over threads
-    costs more than it gains, and on a busy machine waiting threads slow every op down.
-    Measured on this project's 2-core CI machine (benchmarks/README.md): one thread is
-    faster for the reverse model, and far faster when another process competes for the cores.
+    Small models spend their time in many tiny operations. On an idle 2-core machine two
+    threads are still faster for the reverse model (4.0 against 5.8 ms a step), but when other
+    processes compete for the cores, threads waiting for each other slow every operation down
+    10-30x, and one thread is far faster (benchmarks/README.md).
     """
     if n is None:
         yield
