@@ -196,7 +196,7 @@ def fixed_forward(model, logits, calls=None):
 
 # %%
 #@cell given mask_value
-#@include attention:mask_fill_value
+#@include attention:mask_fill_value,SDPA_MIN_CPU_SEQ_LEN,use_fused_attention
 
 # %%
 #@cell impl scaled_dot_product
