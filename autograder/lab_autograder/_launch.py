@@ -23,11 +23,14 @@ def _mount(libc, src, target, fstype, flags, data):
 
 def main():
     cfg = json.loads(sys.argv[1])
-    if cfg.get("hide") and os.geteuid() == 0:
+    if (cfg.get("hide") or cfg.get("venv")) and os.geteuid() == 0:
         libc = ctypes.CDLL(None, use_errno=True)
         # make sure nothing propagates back to the host mount namespace
         _mount(libc, b"none", b"/", None, MS_REC | MS_PRIVATE, None)
-        for p in cfg["hide"]:
+        if cfg.get("venv"):  # the interpreter's environment, where the worker's uid can reach it
+            _mount(libc, os.fsencode(cfg["venv"]["src"]), os.fsencode(cfg["venv"]["dst"]), None,
+                   MS_BIND | MS_REC, None)
+        for p in cfg.get("hide", []):
             b = os.fsencode(p)
             if os.path.isdir(p):
                 _mount(libc, b"tmpfs", b, b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=16k,mode=555")

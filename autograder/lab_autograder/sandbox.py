@@ -77,6 +77,14 @@ def run_worker(workdir: Path, *, slot: int, timeout: float, memory_mb: int, hide
     }
     cfg = {"workdir": str(workdir), "python": sys.executable, "uid": uid, "memory_mb": memory_mb,
            "cpu_seconds": int(timeout) + 5, "env": env, "hide": hide if level == "namespaces" else []}
+    if level == "namespaces" and sys.prefix != sys.base_prefix:
+        # The worker's uid may not be able to reach the grader's virtual environment (a clone
+        # under a mode-700 folder, say). The launcher bind-mounts it here, in the job's private
+        # mount namespace, where every parent folder is traversable.
+        venv_view = workdir.parent / f"{workdir.name}.venv"
+        venv_view.mkdir(mode=0o755, exist_ok=True)
+        cfg["venv"] = {"src": sys.prefix, "dst": str(venv_view)}
+        cfg["python"] = str(venv_view / "bin" / Path(sys.executable).name)
     cmd = [sys.executable, "-I", str(LAUNCHER), json.dumps(cfg)]
     if level == "namespaces":
         cmd = _UNSHARE + cmd
