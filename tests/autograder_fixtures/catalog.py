@@ -263,7 +263,7 @@ HOSTILE_RELEASE_CELLS = {
         "    except Exception as e:\n        print(e)\n"],
     "read_reference": [
         "import sys, glob\n"
-        "for _p in glob.glob('/work/*/reference') + glob.glob('/autograder/source/reference') + [@REF@]:\n"
+        "for _p in glob.glob('/autograder/source/reference') + [@REF@]:  # the grader's own copies\n"
         "    sys.path.insert(0, _p)\n"
         "try:\n    from transformer_lab import *  # the instructor's solution\n"
         "    from transformer_lab.positional import sinusoidal_table\n"
