@@ -523,7 +523,7 @@ display(plot_lr_schedule(warmup=100, max_iters=2000))
 
 # %%
 #@cell given reverse_data
-#@include reverse:ReverseDataset,batched_loader
+#@include reverse:ReverseDataset,BatchIndexSampler,batched_loader
 
 # %%
 _example = ReverseDataset(num_categories=10, seq_len=16, size=1, generator=torch.Generator().manual_seed(0))

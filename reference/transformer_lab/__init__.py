@@ -10,13 +10,13 @@ from .features import build_resnet34, cached_features, extract_features, read_fe
 from .plots import plot_attention_maps, plot_lr_schedule, plot_positional_encoding
 from .positional import PositionalEncoding
 from .predictor import TransformerPredictor
-from .reverse import ReverseConfig, ReverseDataset, ReversePredictor, batched_loader, train_reverse
+from .reverse import BatchIndexSampler, ReverseConfig, ReverseDataset, ReversePredictor, batched_loader, train_reverse
 from .scheduler import CosineWarmupScheduler, warmup_cosine_factor
 from .set_anomaly import (SetAnomalyDataset, SetBatchLoader, balanced_split, sample_set_indices, split_train_val,
                           synthetic_features)
 
 __all__ = [
-    "AnomalyConfig", "AnomalyPredictor", "CheckpointError", "CosineWarmupScheduler", "EncoderBlock",
+    "AnomalyConfig", "AnomalyPredictor", "BatchIndexSampler", "CheckpointError", "CosineWarmupScheduler", "EncoderBlock",
     "IMAGENET_MEAN", "IMAGENET_STD", "MultiheadAttention", "PositionalEncoding", "ReverseConfig",
     "ReverseDataset", "ReversePredictor", "SetAnomalyDataset", "SetBatchLoader", "TransformerEncoder",
     "TransformerPredictor", "anomaly_probabilities", "balanced_split", "batched_loader", "build_resnet34",
