@@ -1,11 +1,12 @@
 """The encoder stack and output network as one hand-written autograd function, for CPU training.
 
-Autograd runs ``TransformerPredictor``'s modules as ~200 small kernels per training step, and at the
-reverse task's size (2048 tokens of 32 features) each costs more in dispatch, autograd bookkeeping
-and layout copies than in arithmetic. :class:`FusedTransformer` computes the same maths, forward and
-backward, in ~60 kernels laid out the way the CPU kernels want: q, k and v split with one copy
-instead of a chunk whose backward is a strided ``cat``; the attention scores' gradient written
-straight into one buffer; each weight gradient one matrix product.
+At the reverse task's size (2048 tokens of 32 features) the encoder's small operations cost more in
+dispatch, autograd bookkeeping and layout copies than in arithmetic. :class:`FusedTransformer`
+computes the same maths, forward and backward, with one autograd node instead of 51 and 99 ATen
+calls instead of 143 (encoder block and output network of the reverse model, counted with
+torch.profiler): q, k and v are strided views for the batched products instead of a chunk whose
+backward is a ``cat``; the bias, residual and ReLU are applied in place; each weight gradient is
+one matrix product; the three layer norms, softmax and ReLUs call the backward kernels directly.
 
 The modules in ``attention.py`` and ``encoder.py`` stay the specification: ``TransformerPredictor``
 takes this path only while training on a CPU without dropout or a mask (:func:`fused_training_applies`),

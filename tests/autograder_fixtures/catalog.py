@@ -169,7 +169,7 @@ BUGS = [
             [(RL, "preds = self.forward(inp_data, add_positional_encoding=True)", "preds = self.forward(inp_data, add_positional_encoding=False)")],
             r"without positional encoding"),
     Variant("reverse_loss_wrong_axis", "reverse_loss",
-            [(RL, "loss = F.cross_entropy(preds.reshape(-1, preds.size(-1)), labels.reshape(-1))", "loss = F.cross_entropy(preds, labels)")],
+            [(RL, "loss = F.cross_entropy(preds.transpose(1, 2), labels)", "loss = F.cross_entropy(preds, labels)")],
             r"over all B\*T tokens", also=("train_reverse",)),
     Variant("reverse_accuracy_wrong_axis", "reverse_loss",
             [(RL, "acc = (preds.argmax(dim=-1) == labels).float().mean()", "acc = (preds.argmax(dim=1) == labels).float().mean()")],
@@ -214,8 +214,8 @@ CORRECT = [
          "values = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else (mask != 0))"),
         (PE, "div_term = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))",
          "div_term = 1.0 / (10000.0 ** (torch.arange(0, d_model, 2).float() / d_model))"),
-        (RL, "loss = F.cross_entropy(preds.reshape(-1, preds.size(-1)), labels.reshape(-1))",
-         "loss = F.cross_entropy(preds.permute(0, 2, 1), labels)"),
+        (RL, "loss = F.cross_entropy(preds.transpose(1, 2), labels)",
+         "loss = F.cross_entropy(preds.reshape(-1, preds.size(-1)), labels.reshape(-1))"),  # the tutorial's form
     ]),
     Variant("alt_explicit_heads_and_block", "", [
         (MHA, "q, k, v = qkv.transpose(1, 2).chunk(3, dim=-1)  # each (B, nh, T, hs)",
