@@ -790,9 +790,7 @@ elif not QUICK and not GRADING:
     except FileNotFoundError as e:  # no network: say where the files must go, and carry on
         print(f"{e}\n-> using synthetic features instead")
 if ANOMALY_SOURCE is None:
-    _feats, _labels = synthetic_features(num_classes=50, per_class=120, dim=512, rank=16, noise=0.8, seed=0)
-    _k = 50 * 100  # labels cycle through the classes: the first 100 per class train (90 + 10 val), 20 test
-    _splits = {"train": (_feats[:_k], _labels[:_k]), "test": (_feats[_k:], _labels[_k:])}
+    _splits = quick_mode_features()  # 50 classes: 100 per class train (90 + 10 val), 20 test
     ANOMALY_SOURCE = "synthetic"
 train_feats, train_labels, val_feats, val_labels = split_train_val(*_splits["train"])
 test_feats, test_labels = _splits["test"]

@@ -1,21 +1,25 @@
 """End-to-end proof of the autograder on one batch of submissions derived from the source notebook.
 
 The batch (solution, untouched release, the bug catalog, correct-but-different solutions,
-hostile and broken submissions) is graded once per module with ``--jobs 2``, in the real
-sandbox; each test then reads the results. The trained checkpoints come from
+hostile and broken submissions, the attacks on the grader's integrity) is graded once per module
+with ``--jobs 2``, in the real sandbox and in a process of its own (so that its peak memory is
+the grader's); each test then reads the results. The trained checkpoints come from
 ``autograder_fixtures/checkpoints.py`` (cached under runs/).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -24,12 +28,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from autograder_fixtures import catalog, checkpoints  # noqa: E402
 from lab_autograder.grade import Settings, grade_all  # noqa: E402
-from lab_autograder.sandbox import sandbox_level  # noqa: E402
+from lab_autograder.sandbox import UID_BASE, sandbox_level  # noqa: E402
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not catalog.SOURCE.is_file(), reason="source notebook not built yet")]
 
 TIMEOUT = 60.0
+#: the grading process's peak memory over the whole batch (the workers have their own RLIMIT_AS)
+MAX_GRADER_RSS_MB = 1500
+SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _fingerprint(paths) -> dict:
+    """``{path: (size, mtime, sha256)}`` of every file under ``paths`` (links not followed)."""
+    seen = {}
+    for top in paths:
+        top = Path(top)
+        files = [top] if top.is_file() else [p for p in top.rglob("*") if p.is_file() or p.is_symlink()]
+        for f in files:
+            st = f.lstat()
+            digest = hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() and not f.is_symlink() else ""
+            seen[str(f)] = (st.st_size, st.st_mtime_ns, digest)
+    return seen
+
+
+def _scratch_of_job_uids() -> list[str]:
+    found = []
+    for d in SCRATCH:
+        try:
+            found += [e.path for e in os.scandir(d) if UID_BASE <= e.stat(follow_symlinks=False).st_uid < UID_BASE + 8]
+        except OSError:
+            continue
+    return found
 
 
 def _settings(out, parts, **kw):
@@ -49,16 +79,32 @@ def batch():
     marker = marker_dir / "PWNED"
     nb = catalog.load_source()
     parts = catalog.graded_parts(nb)
+    canary = Path(tempfile.mkdtemp(prefix="ag_canary_"))
+    os.chmod(canary, 0o777)  # writable by any uid: only the sandbox stands between it and the worker
+    (canary / "victim.txt").write_text("must not change\n")
+    os.chmod(canary / "victim.txt", 0o666)
     ck = checkpoints.ensure()
     made = catalog.build_all(root / "subs", ck, out=out, marker=marker)
+    made.update(catalog.build_integrity(root / "subs", ck, out=out, canary=canary))
+    watched = [canary, root / "subs", catalog.SOURCE, catalog.RELEASE, catalog.ROOT / "reference", *ck.values()]
+    before = _fingerprint(watched)
+    scratch_before = set(_scratch_of_job_uids())
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(_settings(out, parts)).items()}
     t0 = time.monotonic()
-    grade_all([root / "subs" / n for n in made], _settings(out, parts))
+    proc = subprocess.run([sys.executable, str(Path(__file__).parent / "autograder_fixtures" / "run_batch.py"),
+                           json.dumps(settings), *[str(root / "subs" / n) for n in made]],
+                          capture_output=True, text=True, timeout=3600)
     seconds = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-4000:]
     results = {n: json.loads((out / n / "results.json").read_text()) for n in made}
     yield {"root": root, "out": out, "made": made, "results": results, "parts": parts, "marker": marker,
-           "seconds": seconds}
+           "seconds": seconds, "run": json.loads((out / "run.json").read_text()), "canary": canary,
+           "changed": sorted(k for k, v in _fingerprint(watched).items() if before.get(k) != v)
+           + sorted(set(before) - set(_fingerprint(watched))),
+           "scratch_left": sorted(set(_scratch_of_job_uids()) - scratch_before), "stderr": proc.stderr}
     shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(marker_dir, ignore_errors=True)
+    shutil.rmtree(canary, ignore_errors=True)
 
 
 def scores(res) -> dict:
@@ -166,12 +212,12 @@ def test_checkpoint_pickle_never_runs(batch):
 
 
 def test_predictions_that_ignore_the_weights_are_caught(batch):
-    """A forward that returns the reversed input 'scores' 100% in the worker; the grader re-runs the
-    checkpoint's weights in the reference model and gives the accuracy those weights really have."""
+    """A forward that returns the reversed input would score 100% if the student's code were asked;
+    the accuracy is the grader's own evaluation of the submitted weights, an untrained model's."""
     res = batch["results"]["forged_predictions"]
     text = part_output(res, "train_reverse")
     assert not full(res, "train_reverse")
-    assert "inconsistent predictions" in text, text
+    assert "(the grader's own evaluation of your checkpoint's weights)" in text, text
 
 
 @pytest.mark.parametrize("name", ["malformed_truncated", "malformed_not_json", "malformed_no_cells", "malformed_bad_cells"])
@@ -210,3 +256,92 @@ def test_catalog_counts(batch, capsys):
               f"{len(batch['made'])} submissions graded in {batch['seconds']:.0f} s (--jobs 2)")
     assert len(bugs) >= 15 and len(caught) == len(bugs)
     assert len(correct) >= 3 and len(full_marks) == len(correct)
+
+
+# ------------------------------------------------------------------------------------------------
+# integrity (issue 9): each class of attack, its score, and what must not have happened
+# ------------------------------------------------------------------------------------------------
+NEEDS_JAIL = {"find_solution_files", "leak_in_errors", "scratch_a", "scratch_b"}
+
+
+@pytest.mark.parametrize("name", sorted(catalog.INTEGRITY_SCORES))
+def test_integrity_case_gets_exactly_its_score(batch, name):
+    if name in NEEDS_JAIL and sandbox_level() != "namespaces":
+        pytest.skip("without mount namespaces files are hidden only by their permissions (see autograder/README.md)")
+    res = batch["results"][name]
+    lost_parts = {p: s for p, s in scores(res).items() if s < next(t["max_score"] for t in res["tests"] if t["tags"] == [p])}
+    assert res["score"] == catalog.INTEGRITY_SCORES[name], (res["score"], lost_parts, res["output"][:3000])
+
+
+def test_no_file_outside_the_jobs_changed(batch):
+    """The canary (world-writable, named in the attacks), the submissions, the checkout's solution
+    and the fixture checkpoints are byte for byte as before the batch."""
+    assert batch["changed"] == []
+    assert (batch["canary"] / "victim.txt").read_text() == "must not change\n"
+    assert sorted(p.name for p in batch["canary"].iterdir()) == ["victim.txt"]
+
+
+def test_no_scratch_file_outlives_its_job(batch):
+    assert batch["scratch_left"] == []
+    for name in ("scratch_a", "scratch_b"):
+        assert "SCRATCH" not in batch["results"][name]["output"], batch["results"][name]["output"]
+
+
+def test_linked_files_are_refused_with_a_message(batch):
+    assert "symbolic link" in batch["results"]["linked_notebook"]["output"]
+    assert "symbolic link" in batch["results"]["linked_checkpoints"]["output"]
+    assert "no notebook found" in batch["results"]["linked_folder"]["output"]
+    res = batch["results"]["planted_checkpoints"]
+    assert "no checkpoints/reverse.ckpt in the submission" in part_output(res, "train_reverse")
+
+
+def test_feedback_keeps_the_graders_structure(batch):
+    """One total, no raw HTML, every code fence closed, sizes bounded, whatever the worker wrote."""
+    for name in batch["made"]:
+        md = (batch["out"] / name / "feedback.md").read_text()
+        fences = [i for i, line in enumerate(md.splitlines()) if line.startswith("```")]
+        assert len(fences) % 2 == 0 and all(md.splitlines()[i] == "```" for i in fences), name
+        outside = re.sub(r"^```\n.*?^```\n", "", md, flags=re.S | re.M)  # what Markdown renders as structure
+        headings = [ln for ln in outside.splitlines() if ln.startswith("#")]
+        assert headings[0] == f"# Autograder feedback: {name}" and sum(h.startswith("# ") for h in headings) == 1, name
+        assert len(headings) - 1 == len(catalog.graded_parts(catalog.load_source())) + ("## Notes" in headings), name
+        assert md.count("**Total:") == 1 and outside.count("**") == 2, name
+        assert not re.search(r"<\s*/?\s*(script|img|pre|iframe)", md, re.I), name
+        assert "\x1b" not in md and len(md) < 96_000, (name, len(md))
+        raw = (batch["out"] / name / "results.json").read_text()
+        assert len(raw) < 160_000, (name, len(raw))
+        res = json.loads(raw)
+        assert res["output_format"] == "text" and all(t["output_format"] == "text" for t in res["tests"])
+        assert res["score"] == round(sum(t["score"] for t in res["tests"]), 4)
+
+
+def test_feedback_names_no_grader_path_or_host_file(batch):
+    host_passwd = [ln for ln in Path("/etc/passwd").read_text().splitlines() if ln and not ln.startswith("#")][:3]
+    grader_paths = [str(catalog.ROOT), str(batch["out"]), str(batch["root"])]
+    for name in batch["made"]:
+        md = (batch["out"] / name / "feedback.md").read_text()
+        for p in grader_paths:
+            assert p not in md, (name, p)
+        for ln in host_passwd:
+            assert ln not in md, (name, ln)
+    leak = (batch["out"] / "leak_in_errors" / "feedback.md").read_text()
+    if sandbox_level() == "namespaces":
+        assert "LEAK" in leak and "No such file" in leak  # the attack ran, and found no /proc
+
+
+def test_results_record_the_features_and_the_snapshot(batch):
+    res = batch["results"]["solution"]
+    feats = res["extra_data"]["anomaly_features"]
+    assert feats["spec"] == checkpoints.FEATURES_SPEC and feats["threshold"] == 0.9 and len(feats["sha256"]) == 16
+    assert set(res["extra_data"]["checkpoints_sha256"]) == {"reverse.ckpt", "anomaly.ckpt"}
+    assert res["extra_data"]["stages"] == ["student"]  # a correct solution needs no second stage
+
+
+def test_grader_peak_memory_is_bounded(batch, capsys):
+    run = batch["run"]
+    with capsys.disabled():
+        sizes = {k: len(v) for k, v in catalog.INTEGRITY_CLASSES.items()}
+        print(f"\n[autograder integrity] cases by class {sizes}; grader peak RSS {run['grader_peak_rss_mb']} MB over "
+              f"{run['graded']} submissions in {run['seconds']:.0f} s (--jobs {run['jobs']}, {run['sandbox']})")
+    assert run["graded"] == len(batch["made"])
+    assert run["grader_peak_rss_mb"] < MAX_GRADER_RSS_MB

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from autograder_fixtures import catalog  # noqa: E402
 from lab_autograder import parts as P  # noqa: E402
 from lab_autograder.cli import main as cli_main  # noqa: E402
-from lab_autograder.grade import Settings, find_notebook, grade_all, safe_name  # noqa: E402
+from lab_autograder.grade import Settings, grade_all, safe_name  # noqa: E402
+from lab_autograder.submission import snapshot  # noqa: E402
 from lab_autograder.notebook import NotebookError, code_cells, points_from_source, strip_magics  # noqa: E402
 from lab_autograder.sandbox import sandbox_level  # noqa: E402
 
@@ -68,8 +70,30 @@ def test_names_and_notebook_discovery(tmp_path):
     (d / "checkpoints").mkdir(parents=True)
     (d / "other.ipynb").write_text("{}")
     (d / "transformer_lab.ipynb").write_text("{}")
-    nb, folder, name = find_notebook(d)
-    assert nb.name == "transformer_lab.ipynb" and folder == d and name == "alice smith"
+    (d / "checkpoints" / "reverse.ckpt").write_bytes(b"ck")
+    sub = snapshot(d, "alice")
+    assert sub.notebook_name == "transformer_lab.ipynb" and sub.notebook == b"{}"
+    assert sub.checkpoints == {"reverse.ckpt": b"ck"} and sub.notes == []
+
+
+def test_snapshot_follows_no_link(tmp_path):
+    secret = tmp_path / "grader" / "solution.ipynb"
+    secret.parent.mkdir()
+    secret.write_text('{"cells": []}')
+    d = tmp_path / "bob"
+    (d / "checkpoints").mkdir(parents=True)
+    (d / "transformer_lab.ipynb").symlink_to(secret)
+    (d / "checkpoints" / "reverse.ckpt").symlink_to(secret)
+    sub = snapshot(d, "bob")
+    assert sub.notebook is None and sub.checkpoints == {}
+    assert any("transformer_lab.ipynb is a symbolic link" in n for n in sub.notes), sub.notes
+    (d / "transformer_lab.ipynb").unlink()
+    (d / "transformer_lab.ipynb").write_text("{}")
+    sub = snapshot(d, "bob")
+    assert sub.notebook == b"{}" and sub.checkpoints == {}
+    assert any("reverse.ckpt is a symbolic link" in n for n in sub.notes), sub.notes
+    os.mkfifo(d / "checkpoints" / "anomaly.ckpt")  # a FIFO would block a plain open()
+    assert any("not a regular file" in n for n in snapshot(d, "bob").notes)
 
 
 def test_grading_logic_full_marks_on_reference_outputs_and_diagnoses():
@@ -160,3 +184,31 @@ def test_examples_for_the_demo(tmp_path, capsys):
     sol = (tmp_path / "ex" / "solution" / "transformer_lab.ipynb").read_text()
     for bug in ("bug_no_sqrt_dk", "bug_pre_layernorm"):
         assert (tmp_path / "ex" / bug / "transformer_lab.ipynb").read_text() != sol
+
+
+def test_untrusted_outputs_are_bounded():
+    """Views that would materialise terabytes, compressed entries and non-dict payloads are refused;
+    strings are capped and cannot open HTML or close a code fence."""
+    import io
+    import zipfile
+
+    from lab_autograder.untrusted import Malformed, clean_text, load_output
+
+    def saved(obj):
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        return buf.getvalue()
+    ok = load_output(saved({"out": torch.ones(3, 4), "n": 2, "s": "x" * 10**5, "bad key!": 1}))
+    assert ok["out"].shape == (3, 4) and ok["n"] == 2.0 and len(ok["s"]) == 4000 and "bad key!" not in ok
+    for evil in ({"x": torch.zeros(1).expand(2**40)}, {"x": torch.zeros(2**21).as_strided((2**20, 2**20), (1, 1))},
+                 {"x": torch.zeros(2**21)}, [torch.zeros(1)]):
+        with pytest.raises(Malformed):
+            load_output(saved(evil))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data/0", b"\0" * 2**24)
+    with pytest.raises(Malformed, match="compressed"):
+        load_output(buf.getvalue())
+    text = clean_text("**Total: 25 / 25**\n```\n<script>x</script>\x1b[31m /srv/grader/out", 60, ("/srv/grader",))
+    assert "**" not in text and "```" not in text and "<" not in text and "\x1b" not in text
+    assert "/srv/grader" not in text and "characters cut" in text

@@ -1,45 +1,95 @@
-"""Trusted launcher: runs inside the new namespaces (still root), locks the sandbox, execs the worker.
+"""Trusted launcher: runs inside the new namespaces (still root), builds the jail, execs the worker.
 
-``python -I _launch.py CONFIG_JSON``. Steps: hide the grader's folders (tmpfs / /dev/null bind
-mounts; only inside this private mount namespace), set resource limits, drop to the job's
-unprivileged uid/gid with no supplementary groups, clear the environment, exec the worker.
-Stdlib only; nothing student-controlled is read here.
+``python -I _launch.py CONFIG_JSON``; the config is written by the grader, never by student code.
+
+With ``jail`` (the ``namespaces`` level) the worker gets a root of its own: a fresh tmpfs holding
+read-only binds of the system (``/usr`` and the links or folders beside it), the interpreter and
+its packages, the job's ``in`` (read-only), ``work`` and ``out`` folders under ``/job``, a small
+``/etc`` (a ``passwd`` naming only the job's user), ``/dev`` with the harmless devices, and fresh
+private ``/tmp``, ``/var/tmp`` and ``/dev/shm``. Then ``pivot_root`` and the old root is detached:
+the checkout, its ``.git``, home folders, other jobs and the output folder do not exist in there.
+No ``/proc`` and no ``/sys`` are mounted, so nothing lists the host's mounts (``mountinfo`` would
+name the folders the binds came from). Then resource limits, and the drop to the job's
+unprivileged uid/gid (no groups, no capabilities, ``no_new_privs``) before ``exec``.
+Stdlib only.
 """
 
 import ctypes
 import json
 import os
+import platform
 import resource
 import sys
 
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+DEVICES = ("null", "zero", "full", "random", "urandom")
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _mount(libc, src, target, fstype, flags, data):
-    if libc.mount(src, target, fstype, flags, data) != 0:
+def _mount(src, target, fstype, flags, data=None):
+    enc = [None if s is None else os.fsencode(s) for s in (src, target, fstype, data)]
+    if _libc.mount(enc[0], enc[1], enc[2], flags, enc[3]) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"mount {target.decode()}: {os.strerror(err)}")
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
 
 
-def main():
-    cfg = json.loads(sys.argv[1])
-    if (cfg.get("hide") or cfg.get("venv")) and os.geteuid() == 0:
-        libc = ctypes.CDLL(None, use_errno=True)
-        # make sure nothing propagates back to the host mount namespace
-        _mount(libc, b"none", b"/", None, MS_REC | MS_PRIVATE, None)
-        if cfg.get("venv"):  # the interpreter's environment, where the worker's uid can reach it
-            _mount(libc, os.fsencode(cfg["venv"]["src"]), os.fsencode(cfg["venv"]["dst"]), None,
-                   MS_BIND | MS_REC, None)
-        for p in cfg.get("hide", []):
-            b = os.fsencode(p)
-            if os.path.isdir(p):
-                _mount(libc, b"tmpfs", b, b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=16k,mode=555")
-            elif os.path.exists(p):
-                _mount(libc, b"/dev/null", b, None, MS_BIND, None)
-    mem = int(cfg["memory_mb"]) * 2**20
-    cpu = int(cfg["cpu_seconds"])
-    limits = [(resource.RLIMIT_AS, mem), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_CORE, 0),
-              (resource.RLIMIT_FSIZE, int(cfg.get("fsize_mb", 256)) * 2**20),
+def _bind(src, dst, writable=False, device=False):
+    """Bind ``src`` at ``dst`` (created as a folder or an empty file), read-only unless ``writable``."""
+    if os.path.isdir(src):
+        os.makedirs(dst, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        open(dst, "a").close()
+    _mount(src, dst, None, MS_BIND | MS_REC)
+    flags = MS_REMOUNT | MS_BIND | MS_NOSUID | (0 if device else MS_NODEV) | (0 if writable else MS_RDONLY)
+    _mount(None, dst, None, flags)
+
+
+def _tmpfs(dst, options):
+    os.makedirs(dst, exist_ok=True)
+    _mount("tmpfs", dst, "tmpfs", MS_NOSUID | MS_NODEV, options)
+
+
+def build_jail(jail: dict) -> None:
+    """Mount the worker's root under ``jail['root']`` and make it ``/`` (see the module docstring)."""
+    new = jail["root"]
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing propagates back to the host
+    _tmpfs(new, "size=8m,mode=755")
+    for name in jail["system"]:  # /usr and /bin, /lib, ... (links on merged-/usr systems)
+        host, dst = "/" + name, os.path.join(new, name)
+        if os.path.islink(host):
+            os.symlink(os.readlink(host), dst)
+        elif os.path.isdir(host):
+            _bind(host, dst)
+    for src, dst, writable in jail["binds"]:
+        _bind(src, new + dst, writable)
+    for dst, options in jail["tmpfs"]:
+        _tmpfs(new + dst, options)
+    for dev in DEVICES:
+        _bind("/dev/" + dev, os.path.join(new, "dev", dev), writable=True, device=True)
+    for dst, text in jail["files"].items():
+        path = new + dst
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+    os.chdir(new)
+    number = SYS_PIVOT_ROOT.get(platform.machine())
+    if number is None or _libc.syscall(number, b".", b".") != 0:
+        raise OSError(ctypes.get_errno(), "pivot_root failed")
+    if _libc.umount2(b".", MNT_DETACH) != 0:  # the old root, stacked under the new one
+        raise OSError(ctypes.get_errno(), "could not detach the old root")
+    os.chdir("/")
+    _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def set_limits(cfg: dict) -> None:
+    limits = [(resource.RLIMIT_AS, int(cfg["memory_mb"]) * 2**20), (resource.RLIMIT_CPU, int(cfg["cpu_seconds"])),
+              (resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, int(cfg.get("fsize_mb", 256)) * 2**20),
               (resource.RLIMIT_NOFILE, 1024)]
     if cfg.get("uid") is not None:
         limits.append((resource.RLIMIT_NPROC, int(cfg.get("nproc", 128))))
@@ -48,23 +98,34 @@ def main():
             resource.setrlimit(which, (value, value))
         except (ValueError, OSError):
             resource.setrlimit(which, (min(value, resource.getrlimit(which)[1]),) * 2)
+
+
+def drop_privileges(uid: int) -> None:
+    """Become ``uid``/``uid`` with no groups, an empty bounding set and ``no_new_privs``."""
+    PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
+    cap = 0
+    while _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0:
+        cap += 1
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)  # from root to another uid: permitted and effective capabilities go
+    if 0 in os.getresuid() or 0 in os.getresgid():
+        raise SystemExit("could not drop root privileges")
+
+
+def main():
+    cfg = json.loads(sys.argv[1])
+    if cfg.get("jail"):
+        build_jail(cfg["jail"])
+    set_limits(cfg)
     os.umask(0o077)
-    os.chdir(cfg["workdir"])
+    if cfg.get("uid") is not None and os.geteuid() == 0:
+        drop_privileges(int(cfg["uid"]))
+    os.chdir(cfg["cwd"])
     env = {k: str(v) for k, v in cfg["env"].items()}
-    argv = [cfg["python"], "-I", os.path.join(cfg["workdir"], "worker.py"), cfg["workdir"]]
-    if cfg.get("uid") is not None:
-        uid = str(int(cfg["uid"]))
-        setpriv = next((p for p in ("/usr/bin/setpriv", "/bin/setpriv") if os.path.exists(p)), None)
-        if setpriv:  # util-linux: drop uid/gid/groups, all capabilities, and no privilege regain via exec
-            argv = [setpriv, "--reuid", uid, "--regid", uid, "--clear-groups", "--no-new-privs",
-                    "--inh-caps=-all", "--bounding-set=-all", "--"] + argv
-        else:
-            os.setgroups([])
-            os.setgid(int(uid))
-            os.setuid(int(uid))
-            if os.getuid() == 0 or os.geteuid() == 0:
-                raise SystemExit("could not drop root privileges")
-    os.execve(argv[0], argv, env)
+    os.execve(cfg["argv"][0], cfg["argv"], env)
 
 
 if __name__ == "__main__":

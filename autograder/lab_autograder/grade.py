@@ -1,12 +1,14 @@
-"""Grading a batch of submissions: prepare each job, run the sandboxed worker, check, write results."""
+"""Grading a batch of submissions: snapshot each, run the sandboxed worker in stages, check, report."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import re
+import resource
 import shutil
 import tempfile
 import threading
@@ -19,14 +21,30 @@ from pathlib import Path
 import torch
 
 from . import parts as P
-from .notebook import NotebookError, code_cells, labeled_code_cells, points_from_source
+from .job import Job
+from .notebook import NotebookError, cells_from_bytes, labeled_code_cells, points_from_source
 from .sandbox import UID_BASE, run_worker, sandbox_level
+from .submission import snapshot, submission_name
+from .untrusted import Malformed, clean_text, load_output, MAX_OUTPUT_BYTES
 
 WORKER = Path(__file__).with_name("worker.py")
+ORACLE_DIR = Path(__file__).with_name("oracles")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SOURCE = PROJECT_ROOT / "source" / "transformer_lab" / "transformer_lab.ipynb"
-MAX_CKPT_BYTES = 200 * 2**20
-MAX_OUTPUT_BYTES = 64 * 2**20
+
+#: The worker runs in up to four stages, each a fresh process in a fresh jail. A part's plain
+#: probe runs in the first, which holds no correct stand-in at all; a later stage re-runs a part
+#: that lost points on stand-ins for the components below it, never for the part itself
+#: (oracles/README.md). A stage runs only when a part it would re-check is not at full marks.
+STAGES = (
+    ("student", ()),
+    ("iso_sdp", ("scaled_dot_product",)),
+    ("iso_mha", ("scaled_dot_product", "multihead_attention")),
+    ("iso_all", ("scaled_dot_product", "multihead_attention", "encoder", "positional_encoding")),
+)
+ISO_STAGE = {"multihead_attention": "iso_sdp", "encoder_block": "iso_mha", "reverse_loss": "iso_all",
+             "anomaly_loss": "iso_all", "train_reverse": "iso_all", "train_anomaly": "iso_all"}
+ISO_KEYS = re.compile(r"^(iso_|error_isolated$|error_iso_training$)")
 
 
 @dataclass
@@ -41,9 +59,8 @@ class Settings:
     cell_timeout: float = 60.0
     probe_timeout: float = 45.0
     train_probe_timeout: float = 150.0
-    max_launches: int = 4
+    max_launches: int = 8
     parts: list[str] = field(default_factory=lambda: list(P.PART_ORDER))
-    hide: list[str] = field(default_factory=list)
     quiet: bool = False
 
 
@@ -52,44 +69,52 @@ def safe_name(s: str) -> str:
     return s[:80]
 
 
-def find_notebook(path: Path) -> tuple[Path | None, Path, str]:
-    """``(notebook or None, folder holding checkpoints/, name)`` for a submission argument."""
-    path = Path(path)
-    if path.is_dir():
-        nbs = sorted(p for p in path.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-        pref = [p for p in nbs if p.name == "transformer_lab.ipynb"]
-        nb = (pref or nbs or [None])[0]
-        return nb, (nb.parent if nb is not None else path), path.name
-    return path, path.parent, path.stem
+@dataclass
+class Features:
+    """The anomaly part's test features, where they came from, and what accuracy they demand."""
+    feats: torch.Tensor | None
+    labels: torch.Tensor | None
+    spec: str
+    threshold: float
+    described: str
+    sha256: str = ""
 
 
-def load_features(spec) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Instructor's test features: ``.pt`` (dict feats/labels, weights_only) or ``.npz``; ``synthetic[:seed]``."""
+def load_features(spec) -> Features:
+    """``--anomaly-features``: a ``.pt`` (dict feats/labels, weights_only) or ``.npz`` file, ``synthetic``
+    (the notebook's quick-mode test split) or ``synthetic:SEED[:DIM[:NOISE]]`` (the tests' data)."""
     if spec is None:
-        return None
+        return Features(None, None, "none", P.ANOMALY_THRESHOLD, "no test features")
     spec = str(spec)
-    if spec.startswith("synthetic"):
+    threshold, described = P.ANOMALY_THRESHOLD, "the instructor's features"
+    if spec == "synthetic":
+        from transformer_lab.set_anomaly import quick_mode_features
+
+        feats, labels = quick_mode_features()["test"]
+        threshold, described = P.ANOMALY_THRESHOLD_QUICK, "the notebook's quick-mode synthetic features"
+    elif spec.startswith("synthetic:"):
         from transformer_lab.set_anomaly import synthetic_features
 
-        # synthetic[:SEED[:DIM[:NOISE]]]: the reference's stand-in features (CI), 100 classes x 20 images
-        bits = spec.split(":")[1:]
-        seed = int(bits[0]) if len(bits) > 0 and bits[0] else 0
+        bits = spec.split(":")[1:]  # SEED[:DIM[:NOISE]]: 100 classes x 20 images
+        seed = int(bits[0]) if bits and bits[0] else 0
         dim = int(bits[1]) if len(bits) > 1 else 512
         noise = float(bits[2]) if len(bits) > 2 else 1.0
-        return synthetic_features(num_classes=100, per_class=20, dim=dim, noise=noise, seed=seed)
-    p = Path(spec)
-    if p.suffix == ".npz":
+        feats, labels = synthetic_features(num_classes=100, per_class=20, dim=dim, noise=noise, seed=seed)
+        described = f"synthetic features ({spec})"
+    elif Path(spec).suffix == ".npz":
         import numpy as np
 
-        with np.load(p, allow_pickle=False) as z:
-            return torch.from_numpy(z["feats"]).float(), torch.from_numpy(z["labels"]).long()
-    d = torch.load(p, map_location="cpu", weights_only=True)
-    if isinstance(d, dict):
-        feats = d.get("feats", d.get("test_feats"))
-        labels = d.get("labels", d.get("test_labels"))
+        with np.load(spec, allow_pickle=False) as z:
+            feats, labels = torch.from_numpy(z["feats"]), torch.from_numpy(z["labels"])
     else:
-        feats, labels = d
-    return torch.as_tensor(feats).float(), torch.as_tensor(labels).long()
+        d = torch.load(spec, map_location="cpu", weights_only=True)
+        if isinstance(d, dict):
+            feats, labels = d.get("feats", d.get("test_feats")), d.get("labels", d.get("test_labels"))
+        else:
+            feats, labels = d
+    feats, labels = torch.as_tensor(feats).float(), torch.as_tensor(labels).long()
+    digest = hashlib.sha256(feats.numpy().tobytes() + labels.numpy().tobytes()).hexdigest()[:16]
+    return Features(feats, labels, spec, threshold, described, digest)
 
 
 class Grader:
@@ -97,239 +122,226 @@ class Grader:
         self.s = settings
         src = settings.source if settings.source is not None else (DEFAULT_SOURCE if DEFAULT_SOURCE.is_file() else None)
         self.points, self.points_origin = points_from_source(src)
-        feats = load_features(settings.anomaly_features)
+        self.features = load_features(settings.anomaly_features)
         torch.set_num_threads(1)
-        self.inputs, self.hidden = {}, {}
-        for part in settings.parts:
-            if part == "train_anomaly":
-                inp = P.inputs_train_anomaly(settings.seed, feats)
-                self.hidden[part] = inp.pop("_hidden_pos", None)
-            else:
-                inp = P.INPUTS[part](settings.seed)
-            self.inputs[part] = inp
+        self.inputs = {part: P.INPUTS[part](settings.seed) for part in settings.parts}
+        # the trusted evaluations' data stay in this process: the worker never sees them
+        rev = P.reverse_eval_data(settings.seed)
+        self.eval = {"train_reverse": (rev, rev.flip(-1)), "train_anomaly": (None, None)}
+        if self.features.feats is not None:
+            self.eval["train_anomaly"] = P.anomaly_eval_sets(self.features.feats, self.features.labels, 1000,
+                                                            settings.seed)
         buf = io.BytesIO()
         torch.save(self.inputs, buf)
         self.inputs_bytes = buf.getvalue()
+        self.oracle_src = {p.stem: p.read_text() for p in ORACLE_DIR.glob("*.py")}
         self.level = sandbox_level()
         self._slots = list(range(max(1, settings.jobs)))
         self._lock = threading.Lock()
         self.base = None
-        self.all_paths: list[Path] = []
+        self.redact: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ one submission
-    def _hide_list(self, extra: list[Path]) -> list[str]:
-        keep = [Path(sys_prefix).resolve() for sys_prefix in (os.sys.prefix, os.sys.base_prefix)]
-        keep += [Path(os.sys.executable).resolve().parent, Path(self.base).resolve()]
-        cands = [PROJECT_ROOT / d for d in ("reference", "autograder", "source", "tests", "release", "tools", "notebook")]
-        cands += [Path(self.s.out), Path("/autograder")] + [Path(h) for h in self.s.hide] + extra
-        if self.s.anomaly_features and not str(self.s.anomaly_features).startswith("synthetic"):
-            cands.append(Path(self.s.anomaly_features))
-        out = []
-        for c in cands:
-            try:
-                c = c.resolve()
-            except OSError:
+    def _points(self, part):
+        return self.points.get(part, P.DEFAULT_POINTS[part])
+
+    def _grade_part(self, part, out, trusted) -> P.PartResult:
+        pts = self._points(part)
+        try:
+            if part == "train_anomaly":
+                return P.grade_train_anomaly(self.inputs[part], out, pts, trusted[part], self.features.threshold,
+                                             self.features.described)
+            if part == "train_reverse":
+                return P.grade_train_reverse(self.inputs[part], out, pts, trusted[part])
+            return P.GRADERS[part](self.inputs[part], out, pts)
+        except Exception as e:  # noqa: BLE001 - outputs of unexpected types earn nothing
+            if os.environ.get("LAB_AUTOGRADER_DEBUG"):
+                traceback.print_exc()
+            return P.PartResult(part, pts, [P.Check("outputs could be checked", 1.0, False, "tensors of the expected kind",
+                                                    f"{type(e).__name__}: {str(e)[:200]}", "")])
+
+    def _lost_in_worker(self, part, outputs, trusted) -> bool:
+        """Whether ``part`` failed a check decided from the worker's outputs (not the grader's own)."""
+        pr = self._grade_part(part, outputs.get(part, {}), trusted)
+        return any(not c.passed and not c.trusted for c in pr.checks)
+
+    def _trusted(self, ckpts: dict) -> dict:
+        """Accuracy of each submitted checkpoint, evaluated here on the grader's snapshot."""
+        res = {}
+        for part, fname in (("train_reverse", "reverse.ckpt"), ("train_anomaly", "anomaly.ckpt")):
+            if part in self.s.parts:
+                x, target = self.eval[part]
+                try:
+                    res[part] = P.reference_accuracy(part, ckpts.get(fname), x, target)
+                except Exception as e:  # noqa: BLE001 - never let a checkpoint crash the grader
+                    res[part] = (None, f"could not be evaluated ({type(e).__name__})")
+        return res
+
+    def _read_launch(self, job: Job, out_dir: Path, names: list[str]) -> dict[str, dict]:
+        got = {}
+        for name, data in job.read_outputs(out_dir, [f"{n}.pt" for n in names], MAX_OUTPUT_BYTES).items():
+            key = name[:-3]
+            if isinstance(data, str):
+                got[key] = {"error_probe": data}
                 continue
-            if not c.exists() or any(k == c or c in k.parents for k in keep):
-                continue  # never hide the interpreter, the venv or the job folder itself
-            if str(c) not in out:
-                out.append(str(c))
-        return out
-
-    def _prepare(self, job: Path, cells: list[str], ckpt_dir: Path, uid: int | None, parts: list[str], skip: list[int],
-                 labels=None):
-        for d in ("nb/checkpoints", "ckpt", "out", "tmp", ".mpl"):
-            (job / d).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(WORKER, job / "worker.py")
-        (job / "inputs.pt").write_bytes(self.inputs_bytes)
-        notes = []
-        src = ckpt_dir / "checkpoints"
-        if src.is_dir():
-            for f in sorted(src.iterdir())[:20]:
-                if f.is_symlink() or not f.is_file():
-                    continue
-                if f.stat().st_size > MAX_CKPT_BYTES:
-                    notes.append(f"checkpoints/{f.name} is larger than {MAX_CKPT_BYTES >> 20} MiB and was not used")
-                    continue
-                shutil.copyfile(f, job / "ckpt" / f.name)
-                shutil.copyfile(f, job / "nb" / "checkpoints" / f.name)
-        self._write_job(job, cells, parts, skip, labels)
-        if uid is not None:
-            for root, dirs, files in os.walk(job):
-                for n in dirs + files:
-                    os.lchown(os.path.join(root, n), uid, uid)
-            os.chown(job, uid, uid)
-        os.chmod(job, 0o700)
-        return notes
-
-    def _write_job(self, job: Path, cells, parts, skip, labels=None):
-        (job / "job.json").write_text(json.dumps({
-            "cells": cells, "labels": labels, "parts": parts, "skip_cells": skip, "cell_timeout": self.s.cell_timeout,
-            "probe_timeout": self.s.probe_timeout, "train_probe_timeout": self.s.train_probe_timeout}))
+            try:
+                got[key] = load_output(data)
+            except Malformed as e:
+                got[key] = {"error_probe": f"output refused: {e}"}
+        return got
 
     @staticmethod
-    def _read_output(path: Path) -> dict:
-        if path.is_symlink() or not path.is_file():
-            return {"error_probe": "no output recorded"}
-        if path.stat().st_size > MAX_OUTPUT_BYTES:
-            return {"error_probe": "output too large (refused)"}
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - a forged or truncated file earns nothing
-            return {"error_probe": f"unreadable output ({type(e).__name__})"}
-        if not isinstance(d, dict):
-            return {"error_probe": "malformed output"}
-        return {str(k): v for k, v in d.items()}
+    def _progress(job: Job, out_dir: Path) -> list[str]:
+        raw = job.read_outputs(out_dir, ["progress.log"], 2**20).get("progress.log")
+        return raw.decode("utf-8", "replace").splitlines() if isinstance(raw, bytes) else []
 
-    @staticmethod
-    def _progress(job: Path) -> list[str]:
-        p = job / "out" / "progress.log"
-        try:
-            if p.is_symlink() or p.stat().st_size > 2**20:
-                return []
-            return p.read_text(errors="replace").splitlines()
-        except OSError:
-            return []
+    def _stage(self, job, stage, probes, labeled, ckpts, skip, hung, budget, notes, meta) -> dict[str, dict]:
+        """Run one stage's probes, relaunching past a cell or part that kills the worker."""
+        cells, labels = [src for _, src in labeled], [label for label, _ in labeled]
+        remaining, outputs = list(probes), {}
+        while remaining and meta["launches"] < self.s.max_launches and meta["worker_seconds"] < budget:
+            job.put("job.json", json.dumps({
+                "cells": cells, "labels": labels, "probes": remaining, "skip_cells": skip, "hung": sorted(hung),
+                "depends": P.DEPENDS,
+                "cell_timeout": self.s.cell_timeout, "probe_timeout": self.s.probe_timeout,
+                "train_probe_timeout": self.s.train_probe_timeout}).encode())
+            paths, log = job.new_launch(ckpts)
+            res = run_worker(job.dir, paths, slot=self.slot_of(job), timeout=self.s.timeout,
+                             memory_mb=self.s.memory_mb, log_path=log)
+            meta["launches"] += 1
+            meta["worker_seconds"] += res.seconds
+            got = self._read_launch(job, paths["out"], ["_cells", "_timings"] + [p for p, _ in remaining])
+            cells_out = got.pop("_cells", {})
+            if stage == "student" and not meta["cell_errors"] and isinstance(cells_out.get("errors"), str):
+                meta["cell_errors"] = cells_out["errors"]
+            for k in ("import_seconds", "cells_seconds"):
+                if isinstance(cells_out.get(k), float):
+                    meta["timings"][f"{stage}_{k}"] = round(cells_out[k], 2)
+            meta["timings"].update({f"{stage}_{k}": round(v, 2) for k, v in got.pop("_timings", {}).items()
+                                    if isinstance(v, float)})
+            progress = self._progress(job, paths["out"])
+            done = {line.split()[1] for line in progress if line.startswith("part ") and line.endswith(" done")}
+            for part, variant in list(remaining):
+                if part in got and part in done:  # a file left by a launch that died before the part is ignored
+                    outputs[part] = got[part]
+                    remaining.remove([part, variant])
+            if not remaining:
+                break
+            why = "timed out" if res.timed_out else f"exited (code {res.returncode})"
+            started = None
+            for line in progress:
+                if line.endswith(" done"):
+                    started = None
+                elif line.startswith(("cell ", "part ")):
+                    started = line
+            if started and started.startswith("cell "):
+                try:
+                    i = int(started.split()[1])
+                except ValueError:
+                    break
+                if i in skip or not 0 <= i < len(cells):
+                    break
+                skip.append(i)
+                label = labels[i]
+                notes.append(f"the worker {why} while running cell {label} of the notebook; "
+                             "that cell was skipped and the notebook run again")
+            elif started and started.startswith("part "):
+                p = started.split()[1]
+                hit = [pv for pv in remaining if pv[0] == p]
+                if not hit:
+                    break
+                outputs[p] = {"error_probe": f"the worker {why} while checking this part (an infinite loop, "
+                                             "a memory bomb or an exit in your code?)"}
+                remaining.remove(hit[0])
+                hung.add(p)
+            else:
+                notes.append(f"the worker {why} before running the notebook: {res.log_tail[-300:].strip()}")
+                break
+        for part, _ in remaining:
+            outputs[part] = {"error_probe": "not checked: the notebook's code stopped every attempt to run it"}
+        return outputs
 
-    def _run(self, nb: Path, ckpt_dir: Path, slot: int) -> tuple[dict, list[str], dict]:
-        """Run the worker (relaunching past a cell or part that kills it); returns outputs, notes, meta."""
-        labeled = labeled_code_cells(nb)
-        cells = [src for _, src in labeled]
-        labels = [label for label, _ in labeled]
+    def slot_of(self, job: Job) -> int:
+        return 0 if job.uid is None else job.uid - UID_BASE
+
+    def _run(self, labeled, ckpts: dict, slot: int, trusted: dict) -> tuple[dict, list[str], dict]:
         uid = UID_BASE + slot if self.level in ("namespaces", "setuid") else None
-        job = Path(tempfile.mkdtemp(prefix=f"job{slot}_", dir=self.base))
-        hide = self._hide_list([nb.parent, ckpt_dir, nb.parent.parent] + [Path(p).resolve().parent for p in self.all_paths])
-        remaining, skip, outputs, notes = list(self.s.parts), [], {}, []
-        meta = {"launches": 0, "worker_seconds": 0.0, "cell_errors": ""}
+        job = Job(self.base, slot, uid)
+        outputs, notes, skip, hung = {}, [], [], set()
+        meta = {"launches": 0, "worker_seconds": 0.0, "cell_errors": "", "timings": {}, "stages": []}
+        budget = 3 * self.s.timeout
         try:
-            notes += self._prepare(job, cells, ckpt_dir, uid, remaining, skip, labels)
-            # at most max_launches runs, and no new run once twice the per-run timeout is spent
-            while remaining and meta["launches"] < self.s.max_launches and meta["worker_seconds"] < 2 * self.s.timeout:
-                self._write_job(job, cells, remaining, skip, labels)
-                if uid is not None:
-                    os.lchown(job / "job.json", uid, uid)
-                prog_file = job / "out" / "progress.log"
-                if prog_file.exists() or prog_file.is_symlink():
-                    prog_file.unlink()
-                res = run_worker(job, slot=slot, timeout=self.s.timeout, memory_mb=self.s.memory_mb, hide=hide)
-                meta["launches"] += 1
-                meta["worker_seconds"] += res.seconds
-                if (job / "out" / "_cells.pt").exists() and not meta["cell_errors"]:
-                    cells_out = self._read_output(job / "out" / "_cells.pt")
-                    meta["cell_errors"] = str(cells_out.get("errors", ""))
-                    for k in ("import_seconds", "cells_seconds"):
-                        if isinstance(cells_out.get(k), float):
-                            meta.setdefault("timings", {})[k] = round(cells_out[k], 2)
-                if (job / "out" / "_timings.pt").exists():
-                    meta.setdefault("timings", {}).update({k: round(v, 2) for k, v in self._read_output(
-                        job / "out" / "_timings.pt").items() if isinstance(v, float)})
-                for part in list(remaining):
-                    f = job / "out" / f"{part}.pt"
-                    if f.exists() or f.is_symlink():
-                        outputs[part] = self._read_output(f)
-                        f.unlink()
-                        remaining.remove(part)
-                if not remaining:
-                    break
-                why = "timed out" if res.timed_out else f"exited (code {res.returncode})"
-                started = None
-                for line in self._progress(job):
-                    if line.endswith(" done"):
-                        started = None
-                    elif line.startswith(("cell ", "part ")):
-                        started = line
-                if started and started.startswith("cell "):
-                    try:
-                        i = int(started.split()[1])
-                    except ValueError:
-                        break
-                    if i in skip:
-                        break
-                    skip.append(i)
-                    label = labels[i] if i < len(labels) else f"code cell {i + 1}"
-                    notes.append(f"the worker {why} while running cell {label} of the notebook; "
-                                 "that cell was skipped and the notebook run again")
-                elif started and started.startswith("part "):
-                    p = started.split()[1]
-                    if p in remaining:
-                        outputs[p] = {"error_probe": f"the worker {why} while checking this part (an infinite loop, "
-                                                     "a memory bomb or an exit in your code?)"}
-                        remaining.remove(p)
+            job.put("worker.py", WORKER.read_bytes())
+            job.put("inputs.pt", self.inputs_bytes)
+            for stage, oracles in STAGES:
+                if stage == "student":
+                    probes = [[p, "student"] for p in self.s.parts]
+                else:  # re-check a part on stand-ins only if it lost points a part below it may have caused
+                    probes = [[p, "iso"] for p in self.s.parts if ISO_STAGE.get(p) == stage
+                              and self._lost_in_worker(p, outputs, trusted)
+                              and any(d not in outputs or d in hung or self._lost_in_worker(d, outputs, trusted)
+                                      for d in P.DEPENDS[p])]
+                if not probes:
+                    continue
+                if oracles:
+                    job.put("oracles.py", "\n\n".join(self.oracle_src[o] for o in oracles).encode())
                 else:
-                    notes.append(f"the worker {why} before running the notebook: {res.log_tail[-300:].strip()}")
-                    break
-            for part in remaining:
-                outputs[part] = {"error_probe": "not checked: the notebook's code stopped every attempt to run it"}
+                    job.drop("oracles.py")
+                meta["stages"].append(stage)
+                got = self._stage(job, stage, probes, labeled, ckpts, skip, hung, budget, notes, meta)
+                for part, out in got.items():
+                    if stage == "student":
+                        outputs[part] = {k: v for k, v in out.items() if not ISO_KEYS.match(k)}
+                    else:
+                        base = outputs.setdefault(part, {})
+                        base.update({k: v for k, v in out.items() if ISO_KEYS.match(k)})
+                        if "error_probe" in out:
+                            base.setdefault("error_isolated", out["error_probe"])
         finally:
             if os.environ.get("LAB_AUTOGRADER_KEEP"):
-                print(f"kept {job} (LAB_AUTOGRADER_KEEP)")
+                print(f"kept {job.dir} (LAB_AUTOGRADER_KEEP)")
             else:
-                shutil.rmtree(job, ignore_errors=True)
-                try:
-                    os.remove(str(job) + ".log")
-                except OSError:
-                    pass
+                job.cleanup()
         return outputs, notes, meta
 
     def grade_submission(self, path: Path, name: str) -> dict:
         t0 = time.monotonic()
-        nb, ckpt_dir, _ = find_notebook(path)
-        notes, meta, results = [], {}, {}
-        outputs = {}
-        if nb is None or not nb.is_file():
-            notes.append(f"no notebook found in {Path(path).name}")
-        else:
+        sub = snapshot(path, name)  # before any student code runs: all the grader ever reads of it
+        notes, meta, outputs = list(sub.notes), {}, {}
+        labeled = None
+        if sub.notebook is not None:
             try:
-                code_cells(nb)
+                labeled = labeled_code_cells(cells=cells_from_bytes(sub.notebook, Path(sub.notebook_name).name))
             except NotebookError as e:
                 notes.append(str(e))
-                nb = None
-        if nb is not None:
+        trusted = self._trusted(sub.checkpoints)
+        if labeled is not None:
             with self._lock:
                 slot = self._slots.pop()
             try:
-                outputs, more, meta = self._run(nb, ckpt_dir, slot)
+                outputs, more, meta = self._run(labeled, sub.checkpoints, slot, trusted)
                 notes += more
             finally:
                 with self._lock:
                     self._slots.append(slot)
+        results = {}
         for part in self.s.parts:
-            pts = self.points.get(part, P.DEFAULT_POINTS[part])
-            out = outputs.get(part)
-            if out is None:
-                pr = P.PartResult(part, pts, [P.Check("notebook graded", 1.0, False, "a readable notebook",
-                                                      notes[0] if notes else "not run", "")])
-            else:
-                try:
-                    if part == "train_anomaly":
-                        pr = P.grade_train_anomaly(self.inputs[part], out, pts, hidden=self.hidden.get(part))
-                    else:
-                        pr = P.GRADERS[part](self.inputs[part], out, pts)
-                except Exception as e:  # noqa: BLE001 - outputs of unexpected types earn nothing
-                    pr = P.PartResult(part, pts, [P.Check("outputs could be checked", 1.0, False, "tensors of the expected kind",
-                                                          f"{type(e).__name__}: {str(e)[:200]}", "")])
-                    if os.environ.get("LAB_AUTOGRADER_DEBUG"):
-                        traceback.print_exc()
-                if "error_probe" in out and all(not c.passed for c in pr.checks):
-                    pr.note = (pr.note + " " if pr.note else "") + str(out["error_probe"])
+            if labeled is None:
+                results[part] = P.PartResult(part, self._points(part), [P.Check(
+                    "notebook graded", 1.0, False, "a readable notebook", notes[0] if notes else "not run", "")])
+                continue
+            out = outputs.get(part, {"error_probe": "not run"})
+            pr = self._grade_part(part, out, trusted)
+            if "error_probe" in out and all(not c.passed for c in pr.checks):
+                pr.note = (pr.note + " " if pr.note else "") + str(out["error_probe"])
             results[part] = pr
-        # trusted re-evaluation of the checkpoints with the reference model (see parts.cross_check)
-        comps = [p for p in ("scaled_dot_product", "multihead_attention", "encoder_block", "positional_encoding")
-                 if p in results]
-        components_ok = bool(comps) and all(results[p].score >= results[p].points for p in comps)
-        for part, fname, thr in (("train_reverse", "reverse.ckpt", P.REVERSE_THRESHOLD),
-                                 ("train_anomaly", "anomaly.ckpt", P.ANOMALY_THRESHOLD)):
-            if part in results and nb is not None and components_ok:
-                ck = ckpt_dir / "checkpoints" / fname
-                if ck.is_file() and not ck.is_symlink():
-                    try:
-                        trusted = P.reference_accuracy(part, str(ck), self.inputs[part], self.hidden.get(part))
-                    except Exception:  # noqa: BLE001
-                        trusted = None
-                    P.cross_check(results[part], trusted, components_ok, thr)
+        meta["checkpoints"] = {k: hashlib.sha256(v).hexdigest()[:16] for k, v in sub.checkpoints.items()}
         return self._results_json(name, results, notes, meta, time.monotonic() - t0)
 
     # ------------------------------------------------------------------ reports
+    def _text(self, s, cap=2000) -> str:
+        return clean_text(s, cap, self.redact)
+
     def _results_json(self, name, results: dict, notes, meta, seconds) -> dict:
         tests = []
         for i, (part, pr) in enumerate(results.items(), 1):
@@ -337,36 +349,46 @@ class Grader:
             for c in pr.checks:
                 mark = "PASS" if c.passed else ("PART" if c.partial else "FAIL")
                 lines.append(f"[{mark}] {c.name}")
-                if not c.passed:
+                if not c.passed:  # expected values and hints are the grader's; what was received may not be
                     lines.append(f"    expected: {c.expected}")
-                    lines.append(f"    received: {c.received}")
+                    lines.append(f"    received: {self._text(c.received, 1200)}")
                     if c.hint:
                         lines.append(f"    hint: {c.hint}")
             if pr.note:
-                lines.append(f"note: {pr.note}")
+                lines.append(f"note: {self._text(pr.note, 1200)}")
             tests.append({"name": f"{P.TITLES[part]} (test_{part})", "number": str(i), "score": pr.score,
                           "max_score": float(pr.points), "status": "passed" if pr.score >= pr.points else "failed",
-                          "output": "\n".join(lines), "visibility": "visible", "tags": [part]})
+                          "output": "\n".join(lines), "output_format": "text", "visibility": "visible", "tags": [part]})
         total = round(sum(t["score"] for t in tests), 4)
         maximum = float(sum(t["max_score"] for t in tests))
-        summary = [f"{name}: {total:g} / {maximum:g} points"] + [f"note: {n}" for n in notes]
+        summary = [f"{name}: {total:g} / {maximum:g} points"] + [f"note: {self._text(n, 600)}" for n in notes[:20]]
         if meta.get("cell_errors"):
-            summary.append("errors while running the notebook's cells (the autograder went on):\n" + meta["cell_errors"][:3000])
-        return {"score": total, "execution_time": round(seconds, 2), "output": "\n".join(summary), "visibility": "visible",
+            summary.append("errors while running the notebook's cells (the autograder went on):\n"
+                           + self._text(meta["cell_errors"], 3000))
+        f = self.features
+        return {"score": total, "execution_time": round(seconds, 2), "output": "\n".join(summary),
+                "output_format": "text", "test_output_format": "text", "visibility": "visible",
                 "stdout_visibility": "hidden", "tests": tests,
                 "extra_data": {"submission": name, "max_score": maximum, "parts": {p: r.score for p, r in results.items()},
                                "sandbox": self.level, "points_from": self.points_origin, "seed": self.s.seed,
+                               "anomaly_features": {"spec": f.spec, "described": f.described, "sha256": f.sha256,
+                                                    "threshold": f.threshold},
+                               "checkpoints_sha256": meta.get("checkpoints", {}), "stages": meta.get("stages", []),
                                "launches": meta.get("launches", 0), "worker_seconds": round(meta.get("worker_seconds", 0), 2),
                                "timings": meta.get("timings", {})}}
 
 
 def feedback_md(res: dict) -> str:
+    """The student's report. Every text from the worker in it went through ``clean_text``; it sits
+    in code blocks, so the headings, the table and the one total are the grader's alone."""
     ex = res["extra_data"]
+    feats = ex.get("anomaly_features", {})
     lines = [f"# Autograder feedback: {ex['submission']}", "",
              f"**Total: {res['score']:g} / {ex['max_score']:g}**", "",
              "Every part is checked by running your code on hidden inputs and comparing with the reference; "
              f"trained checkpoints must reach {P.REVERSE_THRESHOLD:.0%} token accuracy (reverse) and "
-             f"{P.ANOMALY_THRESHOLD:.0%} accuracy on CIFAR-100 test sets (set anomaly).", "",
+             f"{feats.get('threshold', P.ANOMALY_THRESHOLD):.0%} accuracy on test sets of "
+             f"{feats.get('described', 'the instructor’s features')} (set anomaly).", "",
              "| part | score | max |", "|---|---:|---:|"]
     lines += [f"| {t['name']} | {t['score']:g} | {t['max_score']:g} |" for t in res["tests"]]
     lines.append("")
@@ -413,10 +435,12 @@ def grade_all(submissions: list[Path], settings: Settings, log=print) -> list[di
     tmp_root = os.environ.get("LAB_AUTOGRADER_TMP") or None
     grader.base = tempfile.mkdtemp(prefix="lab_autograder_", dir=tmp_root)
     os.chmod(grader.base, 0o711)
-    grader.all_paths = [Path(s) for s in submissions]
+    grader.redact = tuple(sorted({str(p) for p in [out.resolve(), Path(grader.base), PROJECT_ROOT, Path(os.sys.prefix),
+                                                   *[Path(s).resolve().parent for s in submissions]]},
+                                 key=len, reverse=True))
     names, todo, done = set(), [], []
     for s in submissions:
-        base = safe_name(find_notebook(Path(s))[2])
+        base = safe_name(submission_name(Path(s)))
         name, k = base, 2
         while name in names:
             name, k = f"{base}-{k}", k + 1
@@ -449,6 +473,7 @@ def grade_all(submissions: list[Path], settings: Settings, log=print) -> list[di
             log(f"  {name}: {res['score']:g} / {res['extra_data']['max_score']:g}  ({res['execution_time']:.0f} s)")
         return res
 
+    t0 = time.monotonic()
     try:
         with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as ex:
             results = list(ex.map(one, todo))
@@ -456,4 +481,8 @@ def grade_all(submissions: list[Path], settings: Settings, log=print) -> list[di
         if not os.environ.get("LAB_AUTOGRADER_KEEP"):
             shutil.rmtree(grader.base, ignore_errors=True)
         write_grades_csv(out)
+        # the grading process's own peak memory (workers not included: each has its RLIMIT_AS)
+        _atomic_write(out / "run.json", json.dumps({
+            "graded": len(todo), "seconds": round(time.monotonic() - t0, 2), "jobs": settings.jobs,
+            "sandbox": grader.level, "grader_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
     return results

@@ -55,11 +55,15 @@ def read_cells(path: Path) -> list[dict]:
     if size > MAX_NOTEBOOK_BYTES:
         raise NotebookError(f"{path.name} is {size / 2**20:.0f} MiB; notebooks over {MAX_NOTEBOOK_BYTES // 2**20} MiB are refused "
                             "(clear the outputs before submitting)")
-    raw = path.read_bytes()
+    return cells_from_bytes(path.read_bytes(), path.name)
+
+
+def cells_from_bytes(raw: bytes, name: str) -> list[dict]:
+    """:func:`read_cells` on a notebook already read (the grader's snapshot of a submission)."""
     try:
         nb = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise NotebookError(f"{path.name} is not a valid notebook (JSON error: {e}); open it in Jupyter and save it again") from None
+        raise NotebookError(f"{name} is not a valid notebook (JSON error: {e}); open it in Jupyter and save it again") from None
     try:  # normalise old formats when nbformat can; fall back to the raw JSON
         import nbformat
 
@@ -70,7 +74,7 @@ def read_cells(path: Path) -> list[dict]:
     if cells is None and isinstance(nb, dict) and isinstance(nb.get("worksheets"), list):  # nbformat 3
         cells = [c for ws in nb["worksheets"] if isinstance(ws, dict) for c in ws.get("cells", [])]
     if not isinstance(cells, list):
-        raise NotebookError(f"{path.name} has no list of cells; is it a Jupyter notebook?")
+        raise NotebookError(f"{name} has no list of cells; is it a Jupyter notebook?")
     return [c for c in cells if isinstance(c, dict)]
 
 
@@ -79,7 +83,7 @@ def code_cells(path: Path) -> list[str]:
     return [src for _, src in labeled_code_cells(path)]
 
 
-def labeled_code_cells(path: Path) -> list[tuple[str, str]]:
+def labeled_code_cells(path: Path | None = None, cells: list[dict] | None = None) -> list[tuple[str, str]]:
     """``(label, source)`` of the code cells to run, magics removed, nbgrader test cells left out.
 
     The label names the cell in feedback: its nbgrader ``grade_id``, else ``In [n]`` with ``n``
@@ -90,7 +94,7 @@ def labeled_code_cells(path: Path) -> list[tuple[str, str]]:
     cannot smuggle code into the grading run through them.
     """
     out = []
-    for n, cell in enumerate(read_cells(path), 1):
+    for n, cell in enumerate(read_cells(path) if cells is None else cells, 1):
         if cell.get("cell_type") != "code":
             continue
         meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}

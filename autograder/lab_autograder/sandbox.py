@@ -3,12 +3,14 @@
 Levels, best first (``sandbox_level()`` says which one this machine gives):
 
 * ``namespaces``: root with util-linux ``unshare``: new mount, PID, network, IPC and UTS
-  namespaces; the grader's folders are hidden by mounts inside the private mount namespace;
+  namespaces, and a jail of its own as ``/`` (``_launch.py``): the system and the interpreter
+  read-only, the job's folders, private ``/tmp``, ``/var/tmp`` and ``/dev/shm``, nothing else;
   the worker runs as an unprivileged per-job uid; when the worker's PID namespace ends, the
   kernel kills every process it started (``setsid`` or double forks do not escape).
 * ``setuid``: root without namespaces (e.g. a container without CAP_SYS_ADMIN): unprivileged
-  per-job uid, resource limits, process-group kill plus a kill of every process of that uid.
-  Files stay hidden only by their permissions (see autograder/README.md).
+  per-job uid, resource limits, process-group kill plus a kill of every process of that uid, and
+  a sweep of what that uid left in the shared ``/tmp``, ``/var/tmp``, ``/dev/shm``. Files stay
+  hidden only by their permissions (see autograder/README.md).
 * ``rlimits``: not root: resource limits and a process-group kill only.
 """
 
@@ -24,6 +26,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from .safe_files import sweep_owned
 
 LAUNCHER = Path(__file__).with_name("_launch.py")
 UID_BASE = 61000
@@ -65,33 +69,70 @@ def _kill_uid(uid: int) -> None:
         pass
 
 
-def run_worker(workdir: Path, *, slot: int, timeout: float, memory_mb: int, hide: list[str]) -> RunResult:
-    """Run ``workdir/worker.py`` sandboxed; wall-clock ``timeout`` kills the whole job."""
+#: top-level system folders bound read-only into the jail (links are recreated as links)
+SYSTEM = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+#: single host files the worker's libraries read (the loader cache, fonts, CPU features for torch)
+HOST_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/fonts", "/etc/localtime",
+              "/proc/cpuinfo")
+VENV_VIEW = "/opt/venv"
+JOB_VIEW = {"in": "/job/in", "work": "/job/work", "out": "/job/out"}
+
+
+def _jail(root: Path, paths: dict, uid: int) -> tuple[dict, str]:
+    """The jail's description for ``_launch.py``, and the interpreter's path inside it."""
+    binds = []
+    base = os.path.realpath(sys.base_prefix)
+    if not base.startswith("/usr/"):
+        binds.append([base, base, False])  # the interpreter's own files, where its links point
+    python = sys.executable
+    if sys.prefix != sys.base_prefix:  # a venv: bound at a neutral path, so no grader path shows
+        binds.append([sys.prefix, VENV_VIEW, False])
+        python = f"{VENV_VIEW}/bin/{Path(sys.executable).name}"
+    binds += [[f, f, False] for f in HOST_FILES if os.path.exists(f)]
+    binds += [[str(paths["in"]), JOB_VIEW["in"], False], [str(paths["work"]), JOB_VIEW["work"], True],
+              [str(paths["out"]), JOB_VIEW["out"], True]]
+    passwd = f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nstudent:x:{uid}:{uid}:student:{JOB_VIEW['work']}:/usr/sbin/nologin\n"
+    jail = {"root": str(root), "system": list(SYSTEM), "binds": binds,
+            "tmpfs": [["/tmp", "size=256m,mode=1777"], ["/var/tmp", "size=64m,mode=1777"],
+                      ["/dev/shm", "size=64m,mode=1777"]],
+            "files": {"/etc/passwd": passwd, "/etc/group": f"root:x:0:\nstudent:x:{uid}:\n",
+                      "/etc/hostname": "sandbox\n"}}
+    return jail, python
+
+
+def run_worker(job_dir: Path, paths: dict, *, slot: int, timeout: float, memory_mb: int, log_path: Path) -> RunResult:
+    """Run ``IN/worker.py IN WORK OUT`` sandboxed; the wall-clock ``timeout`` kills the whole job.
+
+    ``paths``: the job's ``in`` (root-owned, read-only for the worker), ``work`` and ``out``
+    folders (the worker's own); ``job_dir/root`` is the jail's mount point. ``log_path`` (root's,
+    outside the worker's folders) receives its stdout and stderr.
+    """
     level = sandbox_level()
     uid = UID_BASE + slot if level in ("namespaces", "setuid") else None
+    if level == "namespaces":
+        jail, python = _jail(job_dir / "root", paths, uid)
+        view = dict(JOB_VIEW)
+        tmp = "/tmp"
+    else:
+        jail, python = None, sys.executable
+        view = {k: str(v) for k, v in paths.items()}
+        tmp = os.path.join(view["work"], "tmp")
     env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir), "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": str(workdir / ".mpl"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": view["work"], "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": os.path.join(view["work"], ".mpl"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
         "NBGRADER_EXECUTION": "autograde", "TL_QUICK": "1", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-        "CUDA_VISIBLE_DEVICES": "", "LANG": "C.UTF-8", "TMPDIR": str(workdir / "tmp"),
+        "CUDA_VISIBLE_DEVICES": "", "LANG": "C.UTF-8", "TMPDIR": tmp, "USER": "student",
     }
-    cfg = {"workdir": str(workdir), "python": sys.executable, "uid": uid, "memory_mb": memory_mb,
-           "cpu_seconds": int(timeout) + 5, "env": env, "hide": hide if level == "namespaces" else []}
-    if level == "namespaces" and sys.prefix != sys.base_prefix:
-        # The worker's uid may not be able to reach the grader's virtual environment (a clone
-        # under a mode-700 folder, say). The launcher bind-mounts it here, in the job's private
-        # mount namespace, where every parent folder is traversable.
-        venv_view = workdir.parent / f"{workdir.name}.venv"
-        venv_view.mkdir(mode=0o755, exist_ok=True)
-        cfg["venv"] = {"src": sys.prefix, "dst": str(venv_view)}
-        cfg["python"] = str(venv_view / "bin" / Path(sys.executable).name)
+    argv = [python, "-I", os.path.join(view["in"], "worker.py"), view["in"], view["work"], view["out"]]
+    cfg = {"jail": jail, "uid": uid, "memory_mb": memory_mb, "cpu_seconds": int(timeout) + 5, "env": env,
+           "cwd": view["work"], "argv": argv}
     cmd = [sys.executable, "-I", str(LAUNCHER), json.dumps(cfg)]
     if level == "namespaces":
         cmd = _UNSHARE + cmd
-    log_path = workdir.parent / f"{workdir.name}.log"  # outside the worker's folder: root-owned
     t0 = time.monotonic()
     timed_out = False
-    with open(log_path, "wb") as log:
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True)
         try:
@@ -108,6 +149,8 @@ def run_worker(workdir: Path, *, slot: int, timeout: float, memory_mb: int, hide
             proc.wait()
             if uid is not None:
                 _kill_uid(uid)
+            if level == "setuid":
+                sweep_owned(("/tmp", "/var/tmp", "/dev/shm"), uid)
     try:
         with open(log_path, "rb") as f:
             f.seek(max(0, os.path.getsize(log_path) - 4000))

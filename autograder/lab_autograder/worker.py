@@ -1,18 +1,22 @@
 """The sandboxed worker: runs a submission's code cells, then probes each graded part.
 
-This file is copied into the job's work folder and run there, as an unprivileged user, by
-``python -I worker.py WORKDIR``. It imports nothing from the grader or the reference package
-(neither is visible inside the sandbox). It reads:
+The grader runs it once per *stage* (``grade.STAGES``), each time in a fresh process and a fresh
+jail, as an unprivileged user: ``python -I worker.py IN WORK OUT``. It imports nothing from the
+grader or the reference package (neither exists inside the jail). It reads, from the read-only
+``IN`` folder:
 
-* ``WORKDIR/job.json``: the code cells, which cells to skip, which parts to probe, time limits;
-* ``WORKDIR/inputs.pt``: the grader-chosen inputs, one dict of tensors per part;
-* ``WORKDIR/ckpt/``: copies of the submission's checkpoints.
+* ``job.json``: the code cells, which cells to skip, which probes to run, time limits;
+* ``inputs.pt``: the grader-chosen inputs, one dict of tensors per part;
+* ``oracles.py`` (some stages only): correct stand-ins for the components *below* the parts the
+  stage grades, so that a bug is charged to its own part. The plain probes run in a stage that
+  has none, so no student code ever shares a process with a correct copy of the part it is
+  graded on.
 
-and writes, for every part it probes, ``WORKDIR/out/<part>.pt``: a dict of tensors, numbers and
-strings only (the grader reads it back with ``torch.load(weights_only=True)``). It never decides
-whether anything is right: expected values are computed by the grader, outside this process.
-``WORKDIR/out/progress.log`` records which cell or part is running, so that the grader can skip
-a cell or part that hung or killed the process, and start again.
+``WORK`` is the notebook's folder (``WORK/nb``, with ``checkpoints/`` copied by the grader) and
+scratch space. For every probe it writes ``OUT/<part>.pt``: a flat dict of tensors, numbers and
+strings (the grader treats it as untrusted data). It never decides whether anything is right.
+``OUT/progress.log`` records which cell or part is running, so that the grader can skip a cell or
+part that hung or killed the process, and start again.
 """
 
 import json
@@ -79,117 +83,30 @@ def short_error(exc: BaseException, limit=900) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Oracle components. Used only to isolate one part from bugs in another (e.g. an encoder block
-# whose own code is right but which sits on a broken MultiheadAttention); the grader never
-# trusts this process to say what is right.
+# Oracle components: only in the stages that need them (see oracles/README.md)
 # --------------------------------------------------------------------------------------------
-def oracle_scaled_dot_product(q, k, v, mask=None):
-    logits = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(q.size(-1))
-    if mask is not None:
-        logits = logits.masked_fill(mask == 0, torch.finfo(logits.dtype).min)
-    attention = F.softmax(logits, dim=-1)
-    return torch.matmul(attention, v), attention
-
-
-class OracleMultiheadAttention(nn.Module):
-    def __init__(self, input_dim, embed_dim, num_heads):
-        super().__init__()
-        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
-        self.qkv_proj = nn.Linear(input_dim, 3 * embed_dim)
-        self.o_proj = nn.Linear(embed_dim, embed_dim)
-
-    def forward(self, x, mask=None, return_attention=False):
-        B, T, _ = x.shape
-        qkv = self.qkv_proj(x).reshape(B, T, self.num_heads, 3 * self.head_dim).permute(0, 2, 1, 3)
-        q, k, v = qkv.chunk(3, dim=-1)
-        values, attention = oracle_scaled_dot_product(q, k, v, mask=mask)
-        o = self.o_proj(values.permute(0, 2, 1, 3).reshape(B, T, self.embed_dim))
-        return (o, attention) if return_attention else o
-
-
-class OracleEncoderBlock(nn.Module):
-    def __init__(self, input_dim, num_heads, dim_feedforward, dropout=0.0):
-        super().__init__()
-        self.self_attn = OracleMultiheadAttention(input_dim, input_dim, num_heads)
-        self.linear_net = nn.Sequential(nn.Linear(input_dim, dim_feedforward), nn.Dropout(dropout),
-                                        nn.ReLU(inplace=True), nn.Linear(dim_feedforward, input_dim))
-        self.norm1, self.norm2 = nn.LayerNorm(input_dim), nn.LayerNorm(input_dim)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x, mask=None):
-        x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)))
-        return self.norm2(x + self.dropout(self.linear_net(x)))
-
-
-class OracleTransformerEncoder(nn.Module):
-    def __init__(self, num_layers, **block_args):
-        super().__init__()
-        self.layers = nn.ModuleList([OracleEncoderBlock(**block_args) for _ in range(num_layers)])
-
-    def forward(self, x, mask=None):
-        for layer in self.layers:
-            x = layer(x, mask=mask)
-        return x
-
-    def get_attention_maps(self, x, mask=None):
-        maps = []
-        for layer in self.layers:
-            maps.append(layer.self_attn(x, mask=mask, return_attention=True)[1])
-            x = layer(x, mask=mask)
-        return maps
-
-
-def oracle_sinusoidal_table(max_len, d_model):
-    position = torch.arange(max_len, dtype=torch.float).unsqueeze(1)
-    div_term = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
-    pe = torch.zeros(max_len, d_model)
-    pe[:, 0::2] = torch.sin(position * div_term)
-    pe[:, 1::2] = torch.cos(position * div_term[: d_model // 2])
-    return pe
-
-
-class OraclePositionalEncoding(nn.Module):
-    def __init__(self, d_model, max_len=5000):
-        super().__init__()
-        self.register_buffer("pe", oracle_sinusoidal_table(max_len, d_model).unsqueeze(0), persistent=False)
-
-    def forward(self, x):
-        return x + self.pe[:, : x.size(1)]
-
-
-ORACLES = {
-    "scaled_dot_product": oracle_scaled_dot_product,
-    "MultiheadAttention": OracleMultiheadAttention,
-    "EncoderBlock": OracleEncoderBlock,
-    "TransformerEncoder": OracleTransformerEncoder,
-    "sinusoidal_table": oracle_sinusoidal_table,
-    "PositionalEncoding": OraclePositionalEncoding,
-}
-
-
-#: When a part's own code hangs, that part is lost already; later parts that build on it (the
-#: model's forward calls scaled_dot_product, say) would hang on it too and run the worker out of
-#: time, costing parts that are right. From then on they get the oracle for it instead.
-RETIRE_AFTER_TIMEOUT = {
-    "scaled_dot_product": ["scaled_dot_product"],
-    "multihead_attention": ["MultiheadAttention"],
-    "encoder_block": ["EncoderBlock"],
-    "positional_encoding": ["sinusoidal_table", "PositionalEncoding"],
-}
+def load_oracles(path):
+    """The stand-ins the grader put in this stage's ``oracles.py`` (``{}`` when it put none)."""
+    oracles = {}
+    if os.path.isfile(path):
+        with _OPEN(path) as f:
+            code = compile(f.read(), "<oracles>", "exec")
+        exec(code, {"math": math, "torch": torch, "nn": nn, "F": F, "ORACLES": oracles})  # noqa: S102
+    return oracles
 
 
 class Swap:
-    """``with Swap(ns, names):`` temporarily replace the student's definitions by the oracles."""
+    """``with Swap(ns, oracles):`` temporarily replace the student's definitions by the stand-ins."""
 
     _MISSING = object()
 
-    def __init__(self, ns, names):
-        self.ns, self.names, self.saved = ns, list(names), {}
+    def __init__(self, ns, oracles):
+        self.ns, self.oracles, self.saved = ns, dict(oracles), {}
 
     def __enter__(self):
-        for n in self.names:
+        for n, v in self.oracles.items():
             self.saved[n] = self.ns.get(n, self._MISSING)
-            self.ns[n] = ORACLES[n]
+            self.ns[n] = v
         return self
 
     def __exit__(self, *exc):
@@ -213,7 +130,7 @@ def need(ns, name):
 def as_tensor(x, what):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
-    return x.detach().to("cpu").clone()
+    return _CLONE(x.detach().to("cpu"), memory_format=torch.contiguous_format)  # dense: the grader refuses views
 
 
 def as_float(x, what):
@@ -319,7 +236,10 @@ def _mha_outputs(ns, inp, out, prefix):
 
 def probe_multihead_attention(ns, inp, out):
     step(out, "student", lambda: _mha_outputs(ns, inp, out, ""))
-    with Swap(ns, ["scaled_dot_product"]):
+
+
+def iso_multihead_attention(ns, inp, out, oracles):
+    with Swap(ns, oracles):
         step(out, "isolated", lambda: _mha_outputs(ns, inp, out, "iso_"), isolated=True)
 
 
@@ -345,7 +265,10 @@ def _block_outputs(ns, inp, out, prefix):
 
 def probe_encoder_block(ns, inp, out):
     step(out, "student", lambda: _block_outputs(ns, inp, out, ""))
-    with Swap(ns, ["scaled_dot_product", "MultiheadAttention"]):
+
+
+def iso_encoder_block(ns, inp, out, oracles):
+    with Swap(ns, oracles):
         step(out, "isolated", lambda: _block_outputs(ns, inp, out, "iso_"), isolated=True)
 
 
@@ -413,65 +336,20 @@ def _predictor_loss(ns, inp, out, cls_name, prefix):
 
 def probe_reverse_loss(ns, inp, out):
     step(out, "student", lambda: _predictor_loss(ns, inp, out, "ReversePredictor", ""))
-    with Swap(ns, list(ORACLES)):
+
+
+def iso_reverse_loss(ns, inp, out, oracles):
+    with Swap(ns, oracles):
         step(out, "isolated", lambda: _predictor_loss(ns, inp, out, "ReversePredictor", "iso_"), isolated=True)
 
 
 def probe_anomaly_loss(ns, inp, out):
     step(out, "student", lambda: _predictor_loss(ns, inp, out, "AnomalyPredictor", ""))
-    with Swap(ns, list(ORACLES)):
+
+
+def iso_anomaly_loss(ns, inp, out, oracles):
+    with Swap(ns, oracles):
         step(out, "isolated", lambda: _predictor_loss(ns, inp, out, "AnomalyPredictor", "iso_"), isolated=True)
-
-
-def _load_ckpt_model(ns, cls_name, path):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint {os.path.basename(path)} in the submission's checkpoints/ folder")
-    try:
-        ckpt = _LOAD(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"checkpoint refused by torch.load(weights_only=True) (only tensors and plain "
-                         f"containers are allowed): {str(e).splitlines()[0][:200]}") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise ValueError("not a Lightning checkpoint (needs 'state_dict' and 'hyper_parameters')")
-    model = need(ns, cls_name)(**dict(ckpt["hyper_parameters"]))
-    model.load_state_dict(ckpt["state_dict"], strict=True)
-    model.eval()
-    return model, dict(ckpt["hyper_parameters"])
-
-
-def _checkpoint_eval(ns, inp, out, cls_name, fname, as_sets, prefix=""):
-    model, hp = _load_ckpt_model(ns, cls_name, os.path.join(WORKDIR, "ckpt", fname))
-    out["hparams"] = json.dumps({k: v for k, v in hp.items() if isinstance(v, (int, float, str, bool))})[:500]
-    out[prefix + "loaded"] = 1.0
-    x = inp["eval_x"]
-    if x.shape[0] == 0:
-        return
-    preds = []
-    with torch.no_grad():
-        for i in range(0, x.shape[0], 256):
-            xb = x[i:i + 256].clone()
-            if as_sets:
-                try:
-                    logits = model(xb, add_positional_encoding=False)
-                except TypeError:
-                    logits = model(xb)
-                logits = logits.reshape(xb.shape[0], xb.shape[1], -1)[..., 0]
-                preds.append(logits.argmax(dim=-1))
-            else:
-                try:
-                    logits = model(F.one_hot(xb, num_classes=int(hp["num_classes"])).float())
-                except Exception:  # noqa: BLE001 - an embedding-based model takes the ids
-                    logits = model(xb)
-                preds.append(logits.argmax(dim=-1))
-    out[prefix + "eval_pred"] = torch.cat(preds).to(torch.int64)
-
-
-def _checkpoint_evals(ns, inp, out, cls_name, fname, as_sets):
-    """Evaluate with the student's classes, and again on correct components (so that a bug in,
-    say, the attention is charged to the attention part, not to the training part as well)."""
-    step(out, "checkpoint", lambda: _checkpoint_eval(ns, inp, out, cls_name, fname, as_sets))
-    with Swap(ns, list(ORACLES)):
-        step(out, "iso_checkpoint", lambda: _checkpoint_eval(ns, inp, out, cls_name, fname, as_sets, "iso_"), isolated=True)
 
 
 class _Recorder:
@@ -494,7 +372,7 @@ class _Recorder:
         self.cb = Rec()
 
 
-def _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, extra_args):
+def _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, extra_args, prefix=""):
     import pytorch_lightning as pl
 
     fn = need(ns, fn_name)
@@ -522,7 +400,7 @@ def _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, extra_args):
         clip_calls["n"] += 1
         return orig_value(parameters, clip_value, *a, **k)
 
-    run_dir = os.path.join(WORKDIR, "train_" + fn_name)
+    run_dir = os.path.join(PATHS["work"], prefix + "train_" + fn_name)
     os.makedirs(run_dir, exist_ok=True)
     pl.Trainer.__init__ = init
     torch.nn.utils.clip_grad_norm_, torch.nn.utils.clip_grad_value_ = norm, value
@@ -534,13 +412,13 @@ def _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, extra_args):
         os.chdir(cwd)
         pl.Trainer.__init__ = orig_init
         torch.nn.utils.clip_grad_norm_, torch.nn.utils.clip_grad_value_ = orig_norm, orig_value
-    out["clip_calls"] = float(clip_calls["n"])
-    out["epochs_run"] = float(len(rec.snapshots))
-    out["returned_pair"] = float(isinstance(res, (tuple, list)) and len(res) == 2)
+    out[prefix + "clip_calls"] = float(clip_calls["n"])
+    out[prefix + "epochs_run"] = float(len(rec.snapshots))
+    out[prefix + "returned_pair"] = float(isinstance(res, (tuple, list)) and len(res) == 2)
     if isinstance(res, (tuple, list)) and len(res) == 2 and isinstance(res[1], dict):
-        out["result_keys"] = ",".join(sorted(str(k) for k in res[1]))[:300]
+        out[prefix + "result_keys"] = ",".join(sorted(str(k) for k in res[1]))[:300]
     path = os.path.join(run_dir, fname)
-    out["ckpt_written"] = float(os.path.isfile(path))
+    out[prefix + "ckpt_written"] = float(os.path.isfile(path))
     if os.path.isfile(path) and rec.snapshots:
         ckpt = _LOAD(path, map_location="cpu", weights_only=True)
         sd = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
@@ -548,22 +426,38 @@ def _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, extra_args):
         def same(snap):
             return all(k in sd and sd[k].shape == v.shape and _ALLCLOSE(sd[k].float(), v.float()) for k, v in snap.items())
         matches = [i for i, s in enumerate(rec.snapshots) if same(s)]
-        out["saved_epoch"] = float(matches[-1]) if matches else -1.0
+        out[prefix + "saved_epoch"] = float(matches[-1]) if matches else -1.0
+
+
+def _train_args(inp, fn_name):
+    if fn_name == "train_reverse":
+        return "ReverseConfig", "reverse.ckpt", ()
+    names = ("train_feats", "train_labels", "val_feats", "val_labels", "test_feats", "test_labels")
+    return "AnomalyConfig", "anomaly.ckpt", tuple(inp[k].clone() for k in names)
+
+
+def _training(ns, inp, out, fn_name, prefix=""):
+    cfg_name, fname, args = _train_args(inp, fn_name)
+    step(out, prefix + "training", lambda: _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, args, prefix),
+         limit=STATE["train_limit"], isolated=bool(prefix))
 
 
 def probe_train_reverse(ns, inp, out):
-    _checkpoint_evals(ns, inp, out, "ReversePredictor", "reverse.ckpt", False)
-    with Swap(ns, list(ORACLES)):  # the training function's behaviour, on correct components
-        step(out, "training", lambda: _instrumented_train(ns, inp, out, "train_reverse", "ReverseConfig", "reverse.ckpt", ()),
-             limit=STATE["train_limit"], isolated=True)
+    _training(ns, inp, out, "train_reverse")
+
+
+def iso_train_reverse(ns, inp, out, oracles):
+    with Swap(ns, oracles):  # the training function's behaviour, on correct components
+        _training(ns, inp, out, "train_reverse", "iso_")
 
 
 def probe_train_anomaly(ns, inp, out):
-    _checkpoint_evals(ns, inp, out, "AnomalyPredictor", "anomaly.ckpt", True)
-    feats = tuple(inp[k].clone() for k in ("train_feats", "train_labels", "val_feats", "val_labels", "test_feats", "test_labels"))
-    with Swap(ns, list(ORACLES)):
-        step(out, "training", lambda: _instrumented_train(ns, inp, out, "train_anomaly", "AnomalyConfig", "anomaly.ckpt", feats),
-             limit=STATE["train_limit"], isolated=True)
+    _training(ns, inp, out, "train_anomaly")
+
+
+def iso_train_anomaly(ns, inp, out, oracles):
+    with Swap(ns, oracles):
+        _training(ns, inp, out, "train_anomaly", "iso_")
 
 
 def _figure_content(fig, out, prefix):
@@ -620,7 +514,7 @@ def probe_attention_plot(ns, inp, out):
     step(out, "figure", main)
 
     def saved():
-        p = os.path.join(WORKDIR, "out", "attention_plot.png")
+        p = os.path.join(PATHS["work"], "attention_plot.png")
         fn(inp["tokens"].clone(), maps, idx=0, path=p)
         out["path_written"] = float(os.path.isfile(p) and os.path.getsize(p) > 0)
         if os.path.isfile(p):
@@ -644,7 +538,7 @@ def probe_prediction_view(ns, inp, out):
     step(out, "no_images", no_images)
 
     def saved():
-        p = os.path.join(WORKDIR, "out", "prediction_view.png")
+        p = os.path.join(PATHS["work"], "prediction_view.png")
         fn(*args, idx=0, path=p)
         out["path_written"] = float(os.path.isfile(p) and os.path.getsize(p) > 0)
         if os.path.isfile(p):
@@ -665,22 +559,31 @@ PROBES = {
     "train_anomaly": probe_train_anomaly,
     "prediction_view": probe_prediction_view,
 }
+#: the same parts run on correct stand-ins for their dependencies (stages after the first)
+ISO_PROBES = {
+    "multihead_attention": iso_multihead_attention,
+    "encoder_block": iso_encoder_block,
+    "reverse_loss": iso_reverse_loss,
+    "train_reverse": iso_train_reverse,
+    "anomaly_loss": iso_anomaly_loss,
+    "train_anomaly": iso_train_anomaly,
+}
 
 
 # --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
-WORKDIR = ""
+PATHS = {"in": "", "work": "", "out": ""}
 
 
 def _progress(line):
-    with _OPEN(os.path.join(WORKDIR, "out", "progress.log"), "a") as f:
+    with _OPEN(os.path.join(PATHS["out"], "progress.log"), "a") as f:
         f.write(line + "\n")
         f.flush()
 
 
-def _write(part, out):
-    path = os.path.join(WORKDIR, "out", part + ".pt")
+def _write(name, out):
+    path = os.path.join(PATHS["out"], name + ".pt")
     _SAVE(out, path + ".tmp")
     _REPLACE(path + ".tmp", path)
 
@@ -692,22 +595,15 @@ class _NoIPython:
         return lambda *a, **k: None
 
 
-def main():
-    global WORKDIR
-    WORKDIR = os.path.abspath(sys.argv[1])
-    with _OPEN(os.path.join(WORKDIR, "job.json")) as f:
-        job = json.load(f)
-    inputs = _LOAD(os.path.join(WORKDIR, "inputs.pt"), weights_only=True)
-    os.chdir(os.path.join(WORKDIR, "nb"))  # the notebook's own folder (checkpoints/ beside it)
-    sys.path.insert(0, os.getcwd())
-    ns = {"__name__": "__main__", "__builtins__": __builtins__, "get_ipython": _NoIPython,
-          "display": lambda *a, **k: None}
+def run_cells(job, ns):
+    """Run the notebook's code cells in ``ns``; a cell's error is recorded and the next cell runs."""
+    import linecache
+
     t_start = _TIME()
     skip = set(job.get("skip_cells", []))
     cell_limit = float(job.get("cell_timeout", 60))
     errors = []
     labels = job.get("labels") or [f"#{i + 1}" for i in range(len(job["cells"]))]
-    import linecache
     for i, src in enumerate(job["cells"]):
         if i in skip:
             continue
@@ -734,27 +630,51 @@ def main():
         plt.close("all")
     except BaseException:  # noqa: BLE001
         pass
-    _write("_cells", {"errors": "\n".join(errors)[-8000:], "n_cells": float(len(job["cells"])),
-                      "import_seconds": t_start - T_IMPORT, "cells_seconds": _TIME() - t_start})
+    return {"errors": "\n".join(errors)[-8000:], "n_cells": float(len(job["cells"])),
+            "import_seconds": t_start - T_IMPORT, "cells_seconds": _TIME() - t_start}
+
+
+def run_probe(ns, inputs, part, variant, oracles, hung, depends):
+    """One part's probe. Its plain run is skipped when a part it builds on (``depends``, from the
+    grader) hung in this process: it would hang too; the grader re-checks it on stand-ins."""
+    out = {}
+    STATE["timed_out"] = False
+    blocked = [d for d in depends.get(part, []) if d in hung]
+    try:
+        if variant == "iso":
+            ISO_PROBES[part](ns, inputs.get(part, {}), out, {k: v for k, v in oracles.items()})
+        elif blocked:
+            out["error_student"] = out["error_training"] = (
+                f"not run with your code: {blocked[0]} timed out earlier (checked on correct components instead)")
+        else:
+            PROBES[part](ns, inputs.get(part, {}), out)
+    except BaseException as e:  # noqa: BLE001
+        _SETITIMER(signal.ITIMER_REAL, 0)
+        out["error_probe"] = short_error(e)
+    if STATE["timed_out"] and variant == "student":
+        hung.add(part)
+    return out
+
+
+def main():
+    PATHS.update(zip(("in", "work", "out"), (os.path.abspath(p) for p in sys.argv[1:4])))
+    with _OPEN(os.path.join(PATHS["in"], "job.json")) as f:
+        job = json.load(f)
+    inputs = _LOAD(os.path.join(PATHS["in"], "inputs.pt"), weights_only=True)
+    oracles = load_oracles(os.path.join(PATHS["in"], "oracles.py"))
+    os.chdir(os.path.join(PATHS["work"], "nb"))  # the notebook's own folder (checkpoints/ beside it)
+    sys.path.insert(0, os.getcwd())
+    ns = {"__name__": "__main__", "__builtins__": __builtins__, "get_ipython": _NoIPython,
+          "display": lambda *a, **k: None}
+    _write("_cells", run_cells(job, ns))
     STATE["limit"] = float(job.get("probe_timeout", 45))
     STATE["train_limit"] = float(job.get("train_probe_timeout", 150))
-    timings = {}
-    for part in job["parts"]:
+    timings, hung = {}, set(job.get("hung", []))  # parts that hung in an earlier launch
+    for part, variant in job["probes"]:
         _progress(f"part {part}")
-        out = {}
         t0 = _TIME()
-        STATE["timed_out"] = False
-        try:
-            PROBES[part](ns, inputs.get(part, {}), out)
-        except BaseException as e:  # noqa: BLE001
-            _SETITIMER(signal.ITIMER_REAL, 0)
-            out["error_probe"] = short_error(e)
-        if STATE["timed_out"] and part in RETIRE_AFTER_TIMEOUT:
-            for n in RETIRE_AFTER_TIMEOUT[part]:
-                ns[n] = ORACLES[n]
-            out["note"] = "timed out: later parts use a correct stand-in for it"
-        out["seconds"] = _TIME() - t0
-        timings[part] = out["seconds"]
+        out = run_probe(ns, inputs, part, variant, oracles, hung, job.get("depends", {}))
+        out["seconds"] = timings[part] = _TIME() - t0
         try:
             _write(part, out)
         except BaseException as e:  # noqa: BLE001 - e.g. an object that cannot be saved

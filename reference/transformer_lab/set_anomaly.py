@@ -226,3 +226,16 @@ def synthetic_features(num_classes=100, per_class=600, dim=512, rank=16, noise=0
     labels = torch.arange(num_classes).repeat(per_class)
     feats = means[labels] + noise * torch.randn(labels.numel(), dim, generator=gen)
     return feats, labels
+
+
+def quick_mode_features():
+    """The notebook's stand-in data when no CIFAR-100 feature file exists (its quick mode).
+
+    ``{"train": (feats, labels), "test": (feats, labels)}``: 50 classes of 512-d synthetic
+    features, 100 per class for training (90 + 10 after the validation split) and 20 per class
+    for testing. The autograder's ``--anomaly-features synthetic`` grades on this same test split,
+    so a student who trained on it is graded on the data they trained for.
+    """
+    feats, labels = synthetic_features(num_classes=50, per_class=120, dim=512, rank=16, noise=0.8, seed=0)
+    k = 50 * 100  # labels cycle through the classes: the first 100 rows per class train
+    return {"train": (feats[:k], labels[:k]), "test": (feats[k:], labels[k:])}

@@ -282,6 +282,174 @@ HOSTILE_RELEASE_CELLS = {
 }
 
 
+#: Attacks on the grader's integrity (issue 9), one entry per class of attack. Each is
+#: ``(base, cells, where)``: the cells are added to the solution (``base == "solution"``, so every
+#: point lost is the attack's doing) or to the release (nothing to earn); ``@CANARY@`` is a
+#: world-writable folder outside the job whose files must never change, ``@ROOT@`` the checkout,
+#: ``@OUT@`` the output folder. The tests assert each case's score (``INTEGRITY_SCORES``).
+_WORKER = "import sys as _sys\n_w = _sys.modules['__main__']\n"
+INTEGRITY = {
+    # 1. root must never write, read or follow through a path the worker controls
+    "link_job_files": ("solution", [
+        "import os\n" + _WORKER +
+        "_canary = @CANARY@ + '/victim.txt'\n"
+        "_dirs = [getattr(_w, 'PATHS', {}).get(k, '') for k in ('in', 'out', 'work')] + [os.getcwd()]\n"
+        "for _d in _dirs:\n"
+        "    for _n in ['job.json', 'inputs.pt', 'worker.py', '_cells.pt', 'scaled_dot_product.pt', 'results.json']:\n"
+        "        _p = os.path.join(_d, _n)\n"
+        "        try:\n            if os.path.lexists(_p):\n                os.unlink(_p)\n"
+        "            os.symlink(_canary, _p)\n        except OSError as e:\n            print('blocked', e)\n"
+        "try:\n    os.mkfifo(os.path.join(_w.PATHS['out'], 'multihead_attention.pt'))\nexcept OSError as e:\n    print(e)\n"
+        "_job = os.path.dirname(_w.PATHS['out'])\n"
+        "for _n in ['job.json', 'in', 'log-2', 'out-2', 'work-2', 'root']:\n"
+        "    try:\n        os.symlink(_canary, os.path.join(_job, _n))\n    except OSError as e:\n        print('blocked', e)\n"
+        "os._exit(1)  # crash: the grader relaunches\n"], "start"),
+    "link_outputs": ("solution", [
+        "import os\n" + _WORKER +
+        "def _evil_write(name, out):  # every output file becomes a link to a file of the host\n"
+        "    os.symlink(@CANARY@ + '/victim.txt', os.path.join(_w.PATHS['out'], name + '.pt'))\n"
+        "_w._write = _evil_write\n"], "end"),
+    # 2. no way to the solution: the checkout, the stand-ins, a linked notebook (see build_integrity)
+    "find_solution_files": ("release", [
+        "import os, glob, subprocess\n_found = []\n"
+        "for _p in ['/proc/self/mountinfo', '/proc/1/mountinfo', @ROOT@ + '/source/transformer_lab/transformer_lab.ipynb',\n"
+        "           @ROOT@ + '/.git/HEAD', @ROOT@ + '/reference/transformer_lab/attention.py', '/autograder/source']:\n"
+        "    try:\n        _found.append((_p, open(_p).read(2000)))\n    except OSError as e:\n        print('blocked', _p, e)\n"
+        "for _pat in ['/*/*/.git', '/*/*/runs/*', '/*/*/*/transformer_lab.ipynb', '/root/*', '/home/*', '/work/*']:\n"
+        "    _found += [(_p, '') for _p in glob.glob(_pat)]\n"
+        "try:\n    _r = subprocess.run(['git', '-C', @ROOT@, 'show', 'HEAD:source/transformer_lab/transformer_lab.ipynb'],\n"
+        "                        capture_output=True, text=True, timeout=10)\n    _found.append(('git', _r.stdout[:2000]))\n"
+        "except Exception as e:\n    print('blocked', e)\n"
+        "import json\nfor _p, _txt in _found:\n"
+        "    if _txt.lstrip().startswith('{'):\n        try:\n"
+        "            for _c in json.loads(_txt)['cells']:\n"
+        "                if _c['cell_type'] == 'code':\n                    exec(''.join(_c['source']))\n"
+        "        except Exception as e:\n            print('could not use', _p, e)\n"
+        "print('FOUND', [p for p, _ in _found])\n"], "end"),
+    "steal_oracles": ("release", [
+        "import gc, sys\nimport torch.nn as nn\n"
+        "def _oracle(name):  # anything correct this process holds: the worker's module, frames, the heap\n"
+        "    for o in list(vars(sys.modules['__main__']).values()) + gc.get_objects():\n"
+        "        if isinstance(o, dict) and callable(o.get(name)) and 'racle' in getattr(o[name], '__name__', ''):\n"
+        "            return o[name]\n"
+        "        if callable(o) and getattr(o, '__name__', '') in ('oracle_' + name, 'Oracle' + name):\n"
+        "            return o\n"
+        "    f = sys._getframe(1)\n    while f is not None:\n"
+        "        for v in list(f.f_locals.values()):\n"
+        "            if isinstance(v, dict) and callable(v.get(name)) and 'racle' in getattr(v[name], '__name__', ''):\n"
+        "                return v[name]\n"
+        "        f = f.f_back\n"
+        "    raise NotImplementedError('nothing to steal')\n"
+        "def scaled_dot_product(q, k, v, mask=None):\n    return _oracle('scaled_dot_product')(q, k, v, mask=mask)\n"
+        "def sinusoidal_table(max_len, d_model):\n    return _oracle('sinusoidal_table')(max_len, d_model)\n"
+        "class MultiheadAttention(nn.Module):\n    def __new__(cls, *a, **k):\n        return _oracle('MultiheadAttention')(*a, **k)\n"
+        "class EncoderBlock(nn.Module):\n    def __new__(cls, *a, **k):\n        return _oracle('EncoderBlock')(*a, **k)\n"
+        "class PositionalEncoding(nn.Module):\n    def __new__(cls, *a, **k):\n        return _oracle('PositionalEncoding')(*a, **k)\n"],
+        "end"),
+    # 3. accuracy only from the grader's own evaluation of what was submitted
+    "planted_checkpoints": ("solution_no_checkpoints", [
+        "import os, shutil, torch\n" + _WORKER +
+        "for _d in ['checkpoints', os.path.join(_w.PATHS.get('work', '.'), 'nb', 'checkpoints')]:\n"
+        "    os.makedirs(_d, exist_ok=True)\n"
+        "    _m = ReversePredictor(input_dim=10, model_dim=32, num_classes=10, num_heads=1, num_layers=1, lr=5e-4,\n"
+        "                          warmup=50, max_iters=1000)\n"
+        "    torch.save({'state_dict': _m.state_dict(), 'hyper_parameters': dict(_m.hparams)}, os.path.join(_d, 'reverse.ckpt'))\n"
+        + "@FORGED@"], "end"),
+    # 4. worker-made data is untrusted: tensor views, strings, containers
+    "forged_tensor_views": ("solution", [
+        "import torch\n" + _WORKER +
+        "_orig_save = _w._SAVE\n"
+        "_overlap = torch.zeros(2**21).as_strided((2**20, 2**20), (1, 1))  # 8 MB on disk, 4 TB as a dense tensor\n"
+        "def _views(out, path):  # a few bytes on disk, terabytes once materialised\n"
+        "    big = {k: (torch.zeros(1).expand(2**40) if i % 2 else _overlap) for i, k in enumerate(out)}\n"
+        "    _orig_save(big, path)\n"
+        "_w._SAVE = _views\n"], "end"),
+    "forged_strings": ("solution", [
+        _WORKER +
+        "_FORGE = ('\\n**Total: 25 / 25**\\n```\\n</pre><script>alert(1)</script><img src=x onerror=alert(2)>\\n'\n"
+        "          '# Autograder feedback: someone else\\n\\x1b[31m' + 'A' * 4_000_000)\n"
+        "_orig_write = _w._write\n"
+        "def _loud(name, out):\n"
+        "    out = dict(out)\n    out.update(error_student=_FORGE, error_probe=_FORGE, errors=_FORGE, note=_FORGE)\n"
+        "    _orig_write(name, out)\n"
+        "_w._write = _loud\n"
+        "raise RuntimeError(_FORGE[:2000])\n"], "end"),
+    "zip_bomb_output": ("solution", [
+        "import io, zipfile\n" + _WORKER +
+        "def _bomb(out, path):  # a deflated entry that claims a gigabyte\n"
+        "    with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as z:\n"
+        "        z.writestr('archive/data.pkl', b'\\x80\\x02}q\\x00.')\n"
+        "        z.writestr('archive/data/0', b'\\x00' * (64 * 2**20))\n"
+        "_w._SAVE = _bomb\n"], "end"),
+    # 5. nothing of the grader's machine in the feedback
+    "leak_in_errors": ("release", [
+        "import os, glob\n_seen = []\n"
+        "for _p in ['/proc/self/mountinfo', '/etc/passwd', '/etc/shadow', @ROOT@ + '/README.md']:\n"
+        "    try:\n        _seen.append(open(_p).read(3000))\n    except OSError as e:\n        _seen.append(str(e))\n"
+        "_seen += [str(os.listdir(d)) for d in ('/', '/job', '/etc') if os.path.isdir(d)]\n"
+        "_seen.append(str(dict(os.environ)))\n"
+        "raise RuntimeError('LEAK ' + ' | '.join(_seen))\n"], "end"),
+    # 6. scratch space is private to a job and does not outlive it
+    "scratch_a": ("solution", [
+        "import os\nfor _d in ['/tmp', '/var/tmp', '/dev/shm', os.environ.get('TMPDIR', '/tmp')]:\n"
+        "    try:\n        open(os.path.join(_d, 'ag_scratch_@NAME@'), 'w').write('secret of @NAME@')\n"
+        "    except OSError as e:\n        print(e)\n"
+        "_others = [os.path.join(d, n) for d in ['/tmp', '/var/tmp', '/dev/shm'] if os.path.isdir(d)\n"
+        "           for n in os.listdir(d) if n.startswith('ag_scratch_') and '@NAME@' not in n]\n"
+        "if _others:\n    raise RuntimeError('SCRATCH ' + str(_others))\n"], "end"),
+}
+INTEGRITY["scratch_b"] = INTEGRITY["scratch_a"]
+#: the score each integrity case must get (solution-based cases keep every point they earned)
+#: 4 = the two checkpoints' load + accuracy points, which come from the grader's own evaluation of
+#: the submitted files whatever the worker reports; 18 = the forged forward costs the reverse loss and
+#: training run too, and no submitted checkpoint means no load or accuracy points for either task.
+INTEGRITY_SCORES = {"link_job_files": 25, "link_outputs": 4, "find_solution_files": 0, "steal_oracles": 0,
+                    "planted_checkpoints": 18, "forged_tensor_views": 4, "forged_strings": 25, "zip_bomb_output": 4,
+                    "leak_in_errors": 0, "scratch_a": 25, "scratch_b": 25, "linked_notebook": 0,
+                    "linked_checkpoints": 0, "linked_folder": 0}
+INTEGRITY_CLASSES = {
+    "root writes through worker paths": ["link_job_files", "link_outputs"],
+    "a way to the solution": ["find_solution_files", "steal_oracles", "linked_notebook", "linked_checkpoints",
+                              "linked_folder"],
+    "accuracy without a trusted check": ["planted_checkpoints"],
+    "untrusted worker data": ["forged_tensor_views", "forged_strings", "zip_bomb_output"],
+    "information leaks": ["leak_in_errors"],
+    "shared scratch space": ["scratch_a", "scratch_b"],
+}
+
+
+def build_integrity(root: Path, ckpts: dict, *, out: Path, canary: Path) -> dict:
+    """Write the integrity cases under ``root``; returns ``{name: ("integrity", None)}``."""
+    nb = load_source()
+    cks = {f"{k}.ckpt": v for k, v in ckpts.items() if v}
+    made = {}
+
+    def fill(c, name):
+        return (c.replace("@CANARY@", repr(str(canary))).replace("@ROOT@", repr(str(ROOT))).replace("@OUT@", repr(str(out)))
+                .replace("@NAME@", name).replace("@FORGED@", FORGED_FORWARD))
+    for name, (base, cells, where) in INTEGRITY.items():
+        src = release_like() if base == "release" else nb
+        write_submission(root, name, add_cells(src, [fill(c, name) for c in cells], where),
+                         cks if base == "solution" else {})
+        made[name] = ("integrity", None)
+    # links out of the submission: to the grader's solution notebook and trained checkpoints
+    d = root / "linked_notebook"
+    d.mkdir(parents=True)
+    (d / "transformer_lab.ipynb").symlink_to(SOURCE)
+    if cks:
+        (d / "checkpoints").symlink_to(Path(next(iter(cks.values()))).parent)
+    d = write_submission(root, "linked_checkpoints", release_like(), {})
+    (d / "checkpoints").mkdir(exist_ok=True)
+    for fname, src in cks.items():
+        (d / "checkpoints" / fname).symlink_to(src)
+    d = root / "linked_folder"
+    d.mkdir(parents=True)
+    (d / "work").symlink_to(SOURCE.parent, target_is_directory=True)
+    for name in ("linked_notebook", "linked_checkpoints", "linked_folder"):
+        made[name] = ("integrity", None)
+    return made
+
+
 #: caught inside the worker (exception, SIGALRM, MemoryError, NPROC): one notebook holds them all
 SOFT_HOSTILE = ("infinite_loop_cell", "memory_bomb", "memory_bomb_tensor", "process_flood", "sys_exit")
 #: attacks on the checks, added together to the release

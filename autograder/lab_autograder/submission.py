@@ -1,0 +1,128 @@
+"""Snapshot a submission before any student code runs: its notebook and checkpoints, as bytes.
+
+A SUBMISSION is a notebook, or a folder holding one (``transformer_lab.ipynb`` preferred) with
+``checkpoints/`` beside it. Nothing inside it is followed if it is a link: a linked notebook,
+``checkpoints/`` folder or checkpoint is refused with a note (a link could point at the grader's
+own solution, or at another student's files). The grader grades these bytes only; the trusted
+evaluation of the checkpoints reads the same snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .notebook import MAX_NOTEBOOK_BYTES
+from .safe_files import Refused, entries, open_dir, read_at
+
+MAX_CKPT_BYTES = 200 * 2**20
+CHECKPOINTS = ("reverse.ckpt", "anomaly.ckpt")
+_MAX_ENTRIES, _MAX_DEPTH = 2000, 4
+
+
+@dataclass
+class Submission:
+    name: str
+    notebook: bytes | None = None
+    notebook_name: str = ""
+    checkpoints: dict[str, bytes] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def submission_name(path: Path) -> str:
+    path = Path(path)
+    return path.name if path.is_dir() else path.stem
+
+
+def _find_notebooks(root_fd: int) -> tuple[list[tuple[str, ...]], list[str]]:
+    """Relative paths of the ``.ipynb`` files (no link followed) and the names of linked ones."""
+    found, linked, seen = [], [], 0
+    stack = [((), os.dup(root_fd))]
+    while stack:
+        rel, fd = stack.pop()
+        try:
+            for e in entries(fd):
+                seen += 1
+                if seen > _MAX_ENTRIES:
+                    break
+                if e.is_symlink():
+                    if e.name.endswith(".ipynb"):
+                        linked.append("/".join(rel + (e.name,)))
+                elif e.is_dir(follow_symlinks=False):
+                    if e.name != ".ipynb_checkpoints" and len(rel) < _MAX_DEPTH:
+                        try:
+                            stack.append((rel + (e.name,), open_dir(e.name, fd)))
+                        except OSError:
+                            continue
+                elif e.name.endswith(".ipynb") and e.is_file(follow_symlinks=False):
+                    found.append(rel + (e.name,))
+        finally:
+            os.close(fd)
+    return sorted(found), linked
+
+
+def _read_checkpoints(folder_fd: int, sub: Submission) -> None:
+    try:
+        ck = open_dir("checkpoints", folder_fd)
+    except Refused as e:
+        if "symbolic link" in str(e):
+            sub.notes.append("checkpoints/ is a symbolic link and was not read; submit the folder itself")
+        return
+    try:
+        for name in CHECKPOINTS:
+            try:
+                sub.checkpoints[name] = read_at(ck, name, MAX_CKPT_BYTES)
+            except Refused as e:
+                if "No such file" not in str(e):
+                    sub.notes.append(f"checkpoints/{name} was not used: {e}")
+    finally:
+        os.close(ck)
+
+
+def snapshot(path: Path, name: str) -> Submission:
+    """Read ``path`` once, following no link inside it."""
+    path = Path(path)
+    sub = Submission(name)
+    try:
+        if path.is_dir():
+            root = open_dir(path)
+            try:
+                found, linked = _find_notebooks(root)
+                for ln in linked:
+                    sub.notes.append(f"{ln} is a symbolic link and was not read; submit the notebook file itself")
+                pref = [p for p in found if p[-1] == "transformer_lab.ipynb"]
+                rel = (pref or found or [None])[0]
+                if rel is None:
+                    if not linked:
+                        sub.notes.append(f"no notebook found in {path.name}")
+                    return sub
+                folder = root if len(rel) == 1 else _descend(root, rel[:-1])
+                try:
+                    sub.notebook, sub.notebook_name = read_at(folder, rel[-1], MAX_NOTEBOOK_BYTES), "/".join(rel)
+                    _read_checkpoints(folder, sub)
+                finally:
+                    if folder != root:
+                        os.close(folder)
+            finally:
+                os.close(root)
+        else:
+            parent = open_dir(path.parent)
+            try:
+                sub.notebook, sub.notebook_name = read_at(parent, path.name, MAX_NOTEBOOK_BYTES), path.name
+                _read_checkpoints(parent, sub)
+            finally:
+                os.close(parent)
+    except Refused as e:
+        sub.notebook = None
+        sub.notes.append(f"{e}; the notebook was not graded")
+    return sub
+
+
+def _descend(root_fd: int, rel: tuple[str, ...]) -> int:
+    fd = os.dup(root_fd)
+    for d in rel:
+        nxt = open_dir(d, fd)
+        os.close(fd)
+        fd = nxt
+    return fd

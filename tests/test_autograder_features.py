@@ -1,0 +1,76 @@
+"""The anomaly part grades on the data the student trained on, with a threshold the notebook's recipe meets."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from lab_autograder import parts as P
+from lab_autograder.grade import load_features
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebook" / "transformer_lab.py"
+
+
+def test_synthetic_spec_is_the_notebooks_quick_mode_test_split():
+    from transformer_lab.set_anomaly import quick_mode_features
+
+    f = load_features("synthetic")
+    feats, labels = quick_mode_features()["test"]
+    assert torch.equal(f.feats, feats) and torch.equal(f.labels, labels)
+    assert f.feats.shape == (1000, 512) and f.threshold == P.ANOMALY_THRESHOLD_QUICK and len(f.sha256) == 16
+    assert "quick_mode_features()" in NOTEBOOK.read_text()  # the notebook trains on the same function's data
+    assert load_features("synthetic:0:64:0.5").threshold == P.ANOMALY_THRESHOLD
+    assert load_features(None).feats is None
+
+
+def _quick_config():
+    """The notebook's quick-mode AnomalyConfig, read from its source so that the test follows it."""
+    m = re.search(r"if QUICK:\n\s+anomaly_cfg = (AnomalyConfig\([^)]*\))", NOTEBOOK.read_text())
+    assert m, "the notebook's quick-mode anomaly config was not found"
+    from transformer_lab.anomaly import AnomalyConfig  # noqa: F401 - used by eval
+
+    return eval(m.group(1))  # noqa: S307 - the project's own source
+
+
+@pytest.mark.slow
+def test_reference_trained_as_the_notebook_says_earns_the_anomaly_points(tmp_path):
+    """Issue 9's fairness finding: a CPU student who trains exactly as told must reach the threshold."""
+    from transformer_lab.anomaly import train_anomaly
+    from transformer_lab.runtime import cpu_threads
+    from transformer_lab.set_anomaly import quick_mode_features, split_train_val
+
+    data = quick_mode_features()
+    tr_f, tr_l, va_f, va_l = split_train_val(*data["train"])
+    with cpu_threads(1):
+        _, result = train_anomaly(str(tmp_path), tr_f, tr_l, va_f, va_l, *data["test"], _quick_config(),
+                                  progress=False, accelerator="cpu")
+    f = load_features("synthetic")
+    x, pos = P.anomaly_eval_sets(f.feats, f.labels, 1000, 20240611)
+    acc, why = P.reference_accuracy("train_anomaly", Path(result["checkpoint"]).read_bytes(), x, pos)
+    assert acc is not None, why
+    print(f"\n[quick-mode anomaly] grader accuracy {acc:.3f} (threshold {f.threshold:.2f}); "
+          f"train_anomaly test_acc {result['test_acc']:.3f}")
+    assert acc >= f.threshold
+
+
+def test_trusted_evaluation_refuses_what_it_cannot_measure():
+    from transformer_lab import ReversePredictor
+
+    x = P.reverse_eval_data(0)
+    assert P.reference_accuracy("train_reverse", None, x, x.flip(-1)) == (None, "no checkpoints/reverse.ckpt in the submission")
+    hp = dict(input_dim=10, model_dim=16, num_classes=10, num_heads=2, num_layers=1, lr=1e-3, warmup=5, max_iters=10)
+
+    def ck(**change):
+        m = ReversePredictor(**hp)
+        buf = io.BytesIO()
+        torch.save({"state_dict": m.state_dict(), "hyper_parameters": {**hp, **change}}, buf)
+        return buf.getvalue()
+    acc, why = P.reference_accuracy("train_reverse", ck(), x, x.flip(-1))
+    assert 0 <= acc <= 0.5 and why == ""  # untrained: measured, and low
+    assert "model_dim must be an int" in P.reference_accuracy("train_reverse", ck(model_dim=10**6), x, x.flip(-1))[1]
+    assert "do not fit the assignment's model" in P.reference_accuracy("train_reverse", ck(num_layers=2), x, x.flip(-1))[1]
+    assert "weights_only" in P.reference_accuracy("train_reverse", b"not a checkpoint", x, x.flip(-1))[1]
