@@ -61,7 +61,8 @@ def test_trusted_evaluation_refuses_what_it_cannot_measure():
     from transformer_lab import ReversePredictor
 
     x = P.reverse_eval_data(0)
-    assert P.reference_accuracy("train_reverse", None, x, x.flip(-1)) == (None, "no checkpoints/reverse.ckpt in the submission")
+    missing = P.reference_accuracy("train_reverse", None, x, x.flip(-1))
+    assert missing == (None, "no checkpoints/reverse.ckpt in the submission")
     hp = dict(input_dim=10, model_dim=16, num_classes=10, num_heads=2, num_layers=1, lr=1e-3, warmup=5, max_iters=10)
 
     def ck(**change):
@@ -72,5 +73,6 @@ def test_trusted_evaluation_refuses_what_it_cannot_measure():
     acc, why = P.reference_accuracy("train_reverse", ck(), x, x.flip(-1))
     assert 0 <= acc <= 0.5 and why == ""  # untrained: measured, and low
     assert "model_dim must be an int" in P.reference_accuracy("train_reverse", ck(model_dim=10**6), x, x.flip(-1))[1]
-    assert "do not fit the assignment's model" in P.reference_accuracy("train_reverse", ck(num_layers=2), x, x.flip(-1))[1]
+    other = P.reference_accuracy("train_reverse", ck(num_layers=2), x, x.flip(-1))
+    assert "do not fit the assignment's model" in other[1]
     assert "weights_only" in P.reference_accuracy("train_reverse", b"not a checkpoint", x, x.flip(-1))[1]

@@ -157,8 +157,8 @@ class Grader:
         except Exception as e:  # noqa: BLE001 - outputs of unexpected types earn nothing
             if os.environ.get("LAB_AUTOGRADER_DEBUG"):
                 traceback.print_exc()
-            return P.PartResult(part, pts, [P.Check("outputs could be checked", 1.0, False, "tensors of the expected kind",
-                                                    f"{type(e).__name__}: {str(e)[:200]}", "")])
+            return P.PartResult(part, pts, [P.Check("outputs could be checked", 1.0, False,
+                                                    "tensors of the expected kind", f"{type(e).__name__}: {str(e)[:200]}")])
 
     def _lost_in_worker(self, part, outputs, trusted) -> bool:
         """Whether ``part`` failed a check decided from the worker's outputs (not the grader's own)."""
@@ -366,16 +366,16 @@ class Grader:
             summary.append("errors while running the notebook's cells (the autograder went on):\n"
                            + self._text(meta["cell_errors"], 3000))
         f = self.features
+        extra = {"submission": name, "max_score": maximum, "parts": {p: r.score for p, r in results.items()},
+                 "sandbox": self.level, "points_from": self.points_origin, "seed": self.s.seed,
+                 "anomaly_features": {"spec": f.spec, "described": f.described, "sha256": f.sha256,
+                                      "threshold": f.threshold},
+                 "checkpoints_sha256": meta.get("checkpoints", {}), "stages": meta.get("stages", []),
+                 "launches": meta.get("launches", 0), "worker_seconds": round(meta.get("worker_seconds", 0), 2),
+                 "timings": meta.get("timings", {})}
         return {"score": total, "execution_time": round(seconds, 2), "output": "\n".join(summary),
                 "output_format": "text", "test_output_format": "text", "visibility": "visible",
-                "stdout_visibility": "hidden", "tests": tests,
-                "extra_data": {"submission": name, "max_score": maximum, "parts": {p: r.score for p, r in results.items()},
-                               "sandbox": self.level, "points_from": self.points_origin, "seed": self.s.seed,
-                               "anomaly_features": {"spec": f.spec, "described": f.described, "sha256": f.sha256,
-                                                    "threshold": f.threshold},
-                               "checkpoints_sha256": meta.get("checkpoints", {}), "stages": meta.get("stages", []),
-                               "launches": meta.get("launches", 0), "worker_seconds": round(meta.get("worker_seconds", 0), 2),
-                               "timings": meta.get("timings", {})}}
+                "stdout_visibility": "hidden", "tests": tests, "extra_data": extra}
 
 
 def feedback_md(res: dict) -> str:

@@ -91,7 +91,8 @@ def _jail(root: Path, paths: dict, uid: int) -> tuple[dict, str]:
     binds += [[f, f, False] for f in HOST_FILES if os.path.exists(f)]
     binds += [[str(paths["in"]), JOB_VIEW["in"], False], [str(paths["work"]), JOB_VIEW["work"], True],
               [str(paths["out"]), JOB_VIEW["out"], True]]
-    passwd = f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nstudent:x:{uid}:{uid}:student:{JOB_VIEW['work']}:/usr/sbin/nologin\n"
+    passwd = (f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+              f"student:x:{uid}:{uid}:student:{JOB_VIEW['work']}:/usr/sbin/nologin\n")
     jail = {"root": str(root), "system": list(SYSTEM), "binds": binds,
             "tmpfs": [["/tmp", "size=256m,mode=1777"], ["/var/tmp", "size=64m,mode=1777"],
                       ["/dev/shm", "size=64m,mode=1777"]],
