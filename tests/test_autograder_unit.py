@@ -212,3 +212,28 @@ def test_untrusted_outputs_are_bounded():
     text = clean_text("**Total: 25 / 25**\n```\n<script>x</script>\x1b[31m /srv/grader/out", 60, ("/srv/grader",))
     assert "**" not in text and "```" not in text and "<" not in text and "\x1b" not in text
     assert "/srv/grader" not in text and "characters cut" in text
+
+
+def test_jail_hides_an_installed_copy_of_the_solution(monkeypatch):
+    """Installed without -e, the reference would sit in the venv the jail binds: an empty mount covers it."""
+    import sys as _sys
+
+    from lab_autograder import sandbox
+
+    site = f"{_sys.prefix}/lib/python3/site-packages"
+    monkeypatch.setattr(sandbox, "grader_packages", lambda: [f"{site}/transformer_lab", "/elsewhere/lab_autograder",
+                                                             "/usr/lib/python3/dist-packages/transformer_lab"])
+    paths = {"in": "/j/in", "work": "/j/work", "out": "/j/out"}
+    jail, python = sandbox._jail(Path("/j/root"), paths, 61000)
+    masks = set(jail["masks"])
+    assert "/usr/lib/python3/dist-packages/transformer_lab" in masks
+    assert "/elsewhere/lab_autograder" not in " ".join(masks)  # not visible in the jail anyway
+    if _sys.prefix != _sys.base_prefix:
+        assert "/opt/venv/lib/python3/site-packages/transformer_lab" in masks and python.startswith("/opt/venv/")
+
+
+def test_deeply_nested_notebook_is_refused(tmp_path):
+    p = tmp_path / "deep.ipynb"
+    p.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(NotebookError, match="nested too deeply|not a valid notebook"):
+        code_cells(p)

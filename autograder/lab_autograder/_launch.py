@@ -67,6 +67,8 @@ def build_jail(jail: dict) -> None:
             _bind(host, dst)
     for src, dst, writable in jail["binds"]:
         _bind(src, new + dst, writable)
+    for dst in jail.get("masks", []):  # e.g. the reference package inside a non-editable install
+        _mount("tmpfs", new + dst, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "size=4k,mode=555")
     for dst, options in jail["tmpfs"]:
         _tmpfs(new + dst, options)
     for dev in DEVICES:

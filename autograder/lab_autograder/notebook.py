@@ -62,8 +62,9 @@ def cells_from_bytes(raw: bytes, name: str) -> list[dict]:
     """:func:`read_cells` on a notebook already read (the grader's snapshot of a submission)."""
     try:
         nb = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise NotebookError(f"{name} is not a valid notebook (JSON error: {e}); open it in Jupyter and save it again") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else f"JSON error: {e}"
+        raise NotebookError(f"{name} is not a valid notebook ({why}); open it in Jupyter and save it again") from None
     try:  # normalise old formats when nbformat can; fall back to the raw JSON
         import nbformat
 

@@ -78,22 +78,38 @@ VENV_VIEW = "/opt/venv"
 JOB_VIEW = {"in": "/job/in", "work": "/job/work", "out": "/job/out"}
 
 
+def grader_packages() -> list[str]:
+    """Where the solution and the grader are installed: hidden in the jail if they sit among its packages."""
+    import lab_autograder
+    import transformer_lab
+
+    return [os.path.realpath(os.path.dirname(m.__file__)) for m in (transformer_lab, lab_autograder)]
+
+
+def _inside(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
 def _jail(root: Path, paths: dict, uid: int) -> tuple[dict, str]:
     """The jail's description for ``_launch.py``, and the interpreter's path inside it."""
-    binds = []
+    binds, views = [], [("/usr", "/usr")]  # (host prefix, where the jail shows it)
     base = os.path.realpath(sys.base_prefix)
-    if not base.startswith("/usr/"):
+    if not _inside(base, "/usr"):
         binds.append([base, base, False])  # the interpreter's own files, where its links point
+        views.append((base, base))
     python = sys.executable
     if sys.prefix != sys.base_prefix:  # a venv: bound at a neutral path, so no grader path shows
         binds.append([sys.prefix, VENV_VIEW, False])
+        views.append((os.path.realpath(sys.prefix), VENV_VIEW))
         python = f"{VENV_VIEW}/bin/{Path(sys.executable).name}"
+    # a non-editable install puts the reference solution among the packages: an empty folder over it
+    masks = [view + pkg[len(host):] for pkg in grader_packages() for host, view in views if _inside(pkg, host)]
     binds += [[f, f, False] for f in HOST_FILES if os.path.exists(f)]
     binds += [[str(paths["in"]), JOB_VIEW["in"], False], [str(paths["work"]), JOB_VIEW["work"], True],
               [str(paths["out"]), JOB_VIEW["out"], True]]
     passwd = (f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
               f"student:x:{uid}:{uid}:student:{JOB_VIEW['work']}:/usr/sbin/nologin\n")
-    jail = {"root": str(root), "system": list(SYSTEM), "binds": binds,
+    jail = {"root": str(root), "system": list(SYSTEM), "binds": binds, "masks": masks,
             "tmpfs": [["/tmp", "size=256m,mode=1777"], ["/var/tmp", "size=64m,mode=1777"],
                       ["/dev/shm", "size=64m,mode=1777"]],
             "files": {"/etc/passwd": passwd, "/etc/group": f"root:x:0:\nstudent:x:{uid}:\n",
