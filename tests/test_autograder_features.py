@@ -75,4 +75,22 @@ def test_trusted_evaluation_refuses_what_it_cannot_measure():
     assert "model_dim must be an int" in P.reference_accuracy("train_reverse", ck(model_dim=10**6), x, x.flip(-1))[1]
     other = P.reference_accuracy("train_reverse", ck(num_layers=2), x, x.flip(-1))
     assert "do not fit the assignment's model" in other[1]
-    assert "weights_only" in P.reference_accuracy("train_reverse", b"not a checkpoint", x, x.flip(-1))[1]
+    assert "not a checkpoint written by torch.save" in P.reference_accuracy("train_reverse", b"junk", x, x.flip(-1))[1]
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:  # 64 MiB of zeros in 64 kB
+        z.writestr("archive/data/0", b"\0" * 2**26)
+    assert "compressed" in P.reference_accuracy("train_reverse", buf.getvalue(), x, x.flip(-1))[1]
+    assert "weights_only" in P.reference_accuracy("train_reverse", _pickle_that_runs_code(), x, x.flip(-1))[1]
+
+
+def _pickle_that_runs_code() -> bytes:
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+    buf = io.BytesIO()
+    torch.save({"state_dict": {}, "hyper_parameters": Evil()}, buf)
+    return buf.getvalue()

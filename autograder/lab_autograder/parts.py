@@ -897,13 +897,17 @@ def reference_accuracy(part: str, ckpt: bytes | None, eval_x, target) -> tuple[f
     """
     import io
 
-    from .untrusted import Malformed, check_tensor
+    from .untrusted import Malformed, check_tensor, check_zip
 
     fname = "reverse.ckpt" if part == "train_reverse" else "anomaly.ckpt"
     if ckpt is None:
         return None, f"no checkpoints/{fname} in the submission"
     if target is None:
         return None, "not measured: the grader has no test features (instructor: pass --anomaly-features)"
+    try:  # the container first: a legacy or compressed file could claim gigabytes before it is read
+        check_zip(ckpt)
+    except Malformed as e:
+        return None, f"not a checkpoint written by torch.save / Lightning ({e})"
     try:
         data = torch.load(io.BytesIO(ckpt), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001

@@ -36,7 +36,8 @@ class Malformed(ValueError):
     """The file is not what a worker writes; the message is safe to show."""
 
 
-def _check_zip(data: bytes) -> None:
+def check_zip(data: bytes) -> None:
+    """A ``torch.save`` file: its zip entries stored, their sizes within the file (else :class:`Malformed`)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             infos = z.infolist()
@@ -67,7 +68,7 @@ def load_output(data: bytes) -> dict:
     """A worker's output file as a flat ``{key: tensor | float | str}``; raises :class:`Malformed`."""
     if len(data) > MAX_OUTPUT_BYTES:
         raise Malformed(f"larger than {MAX_OUTPUT_BYTES >> 20} MiB")
-    _check_zip(data)
+    check_zip(data)
     try:
         d = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - a forged or truncated file earns nothing
@@ -78,8 +79,11 @@ def load_output(data: bytes) -> dict:
     for k, v in d.items():
         if not isinstance(k, str) or not _KEY.match(k):
             continue
-        if isinstance(v, bool) or isinstance(v, (int, float)):
-            out[k] = float(v) if math.isfinite(float(v)) else float("nan")
+        if isinstance(v, (bool, int, float)):
+            try:
+                out[k] = float(v) if math.isfinite(float(v)) else float("nan")
+            except OverflowError:  # an int of a thousand digits
+                out[k] = float("nan")
         elif isinstance(v, str):
             out[k] = v[: LONG_STRINGS.get(k, MAX_STRING)]
         elif isinstance(v, torch.Tensor):
