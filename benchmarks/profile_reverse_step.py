@@ -6,10 +6,8 @@ Prints medians of alternating timed blocks (robust to other load), each a ratio 
   2. attention forward+backward at the reverse task's size (B=128, H=1, T=16, d=32):
      F.scaled_dot_product_attention vs the explicit matmul-softmax-matmul;
   3. the input layer for 10 categories: embedding lookup vs one-hot times the Linear;
-  4. Lightning's fit loop vs a hand-written loop over the same steps, with self.log on every
-     step vs at the logger's cadence (the reference's log_metrics);
-  5. the reference's step with and without its CPU training paths: the hand-fused encoder
-     (fused.py) and the flat parameter buffer (flat_params.py).
+  4. Lightning's fit loop (self.log on every step, as the tutorial) vs a hand-written loop over
+     the same steps.
 Usage: python benchmarks/profile_reverse_step.py [--blocks 7]
 """
 
@@ -32,8 +30,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import tutorial6  # noqa: E402
-from transformer_lab import ReverseConfig, ReversePredictor, fused  # noqa: E402
-from transformer_lab.predictor import CosineWarmupScheduler, make_adam  # noqa: E402
+from transformer_lab import ReverseConfig, ReversePredictor  # noqa: E402
 from transformer_lab.reverse import reverse_loaders  # noqa: E402
 
 RECIPE = dict(input_dim=10, model_dim=32, num_heads=1, num_classes=10, num_layers=1, dropout=0.0, lr=5e-4,
@@ -63,11 +60,8 @@ def step_fn(model, onehot):
 
     def step():
         logits = model(F.one_hot(x, 10).float() if onehot else x)
-        if onehot:  # each side's own loss: the tutorial's [-1, C] view, the reference's classes on dim 1
-            loss = F.cross_entropy(logits.reshape(-1, 10), y.reshape(-1))
-        else:
-            loss = F.cross_entropy(logits.transpose(1, 2), y)
-        model.optimizer_zero_grad(0, 0, opt)  # as Lightning does (the flat buffer needs its own zeroing)
+        loss = F.cross_entropy(logits.reshape(-1, 10), y.reshape(-1))  # both sides: the tutorial's [-1, C] view
+        model.optimizer_zero_grad(0, 0, opt)  # as Lightning does
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5)
         opt.step()
@@ -97,12 +91,6 @@ def input_fns():
             "one_hot_linear": lambda: F.linear(F.one_hot(tokens, 10).float(), weight, bias).backward(grad)}
 
 
-class LogEveryStep(ReversePredictor):
-    def log_metrics(self, mode, **metrics):  # the tutorial's habit: self.log on every step
-        for name, value in metrics.items():
-            self.log(f"{mode}_{name}", value)
-
-
 def loop_ms_per_step(steps_per_run: int, runs: int) -> dict:
     cfg = ReverseConfig(max_epochs=1, train_size=128 * steps_per_run)
     train_loader, _, _ = reverse_loaders(cfg)
@@ -124,38 +112,11 @@ def loop_ms_per_step(steps_per_run: int, runs: int) -> dict:
             step_once()
         return time.perf_counter() - t0
 
-    out = {"lightning, log every step": [], "lightning, log_metrics": [], "hand-written loop": []}
+    out = {"lightning, log every step": [], "hand-written loop": []}
     for _ in range(runs):
-        out["lightning, log every step"].append(fit(LogEveryStep))
-        out["lightning, log_metrics"].append(fit(ReversePredictor))
+        out["lightning, log every step"].append(fit(ReversePredictor))
         out["hand-written loop"].append(manual())
     return {k: statistics.median(v) / steps_per_run * 1e3 for k, v in out.items()}
-
-
-class SeparateParams(ReversePredictor):
-    def configure_optimizers(self):  # Adam and clipping over the 20 parameter tensors, not one flat buffer
-        optimizer = make_adam(self.parameters(), lr=self.hparams.lr)
-        self.lr_scheduler = CosineWarmupScheduler(optimizer, self.hparams.warmup, self.hparams.max_iters)
-        return optimizer
-
-
-def training_path_fns():
-    """The reference's optimiser step with the fused encoder on/off and flat/separate parameters."""
-    def variant(cls, fused_on):
-        torch.manual_seed(0)
-        step = step_fn(cls(**RECIPE), onehot=False)
-
-        def run():
-            fused.ENABLED = fused_on
-            try:
-                step()
-            finally:
-                fused.ENABLED = True
-        return run
-    return {"fused + flat (reference)": variant(ReversePredictor, True),
-            "fused, separate params": variant(SeparateParams, True),
-            "modules + flat": variant(ReversePredictor, False),
-            "modules, separate params": variant(SeparateParams, False)}
 
 
 def main(argv=None):
@@ -177,10 +138,6 @@ def main(argv=None):
     print(f"attention fwd+bwd (B128 T16 d32): sdpa {r['sdpa']:.0f} us, explicit {r['explicit']:.0f} us")
     r = median_us(input_fns(), args.blocks, 100)
     print(f"input layer fwd+bwd: embedding {r['embedding']:.0f} us, one-hot x Linear {r['one_hot_linear']:.0f} us")
-    r = median_us(training_path_fns(), args.blocks, 40)
-    base = r["modules, separate params"]
-    print("reference optimiser step, CPU training paths: " + ", ".join(
-        f"{k} {v / 1e3:.2f} ms ({base / v:.2f}x)" for k, v in r.items()))
     for k, v in loop_ms_per_step(120, 3).items():
         print(f"{k:27s}: {v:.2f} ms/step")
 

@@ -148,9 +148,7 @@ class LogRecorder:
 
 
 def record_logs(model):
-    """Replace ``model.log`` with a :class:`LogRecorder` (and give the model a stand-in trainer)."""
-    import types
-    model._trainer = types.SimpleNamespace(global_step=0, log_every_n_steps=1)
+    """Replace ``model.log`` with a :class:`LogRecorder`."""
     model.log = recorder = LogRecorder()
     return recorder
 
@@ -196,7 +194,7 @@ def fixed_forward(model, logits, calls=None):
 
 # %%
 #@cell given mask_value
-#@include attention:mask_fill_value,SDPA_MIN_CPU_SEQ_LEN,use_fused_attention
+#@include attention:mask_fill_value
 
 # %%
 #@cell impl scaled_dot_product
@@ -510,7 +508,7 @@ display(plot_lr_schedule(warmup=100, max_iters=2000))
 
 # %%
 #@cell given predictor
-#@include predictor:make_adam,TransformerPredictor
+#@include predictor:TransformerPredictor
 
 # %% [markdown]
 # ## 6. Sequence to sequence: reversing a sequence

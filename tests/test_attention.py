@@ -77,8 +77,7 @@ def test_multihead_matches_tutorial_layout(heads):
     tut_out, tut_attn = tut(x, return_attention=True)
     torch.testing.assert_close(out, tut_out)
     torch.testing.assert_close(attn, tut_attn)
-    # The fused SDPA path (no weights asked for) computes the same values.
-    torch.testing.assert_close(mha(x), tut_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mha(x), tut_out)  # without the weights: the same output
     assert out.shape == (3, 7, 16) and attn.shape == (3, heads, 7, 7)
 
 

@@ -70,7 +70,7 @@ def reference_defs() -> dict:
     """name -> [normalised AST dumps] of every top-level def/class/assignment in the reference."""
     defs: dict[str, list[str]] = {}
     for path in sorted(bn.REF.glob("*.py")):
-        for node in bn.Module(path.stem).tree.body:  # as the builder reads it: package-only code removed
+        for node in bn.Module(path.stem).tree.body:
             name = getattr(node, "name", None)
             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
                 name = node.targets[0].id
@@ -120,22 +120,13 @@ def test_every_notebook_definition_is_the_reference(source_nb, reference_defs):
     assert shared >= 30, f"only {shared} reference definitions found in the notebook"
 
 
-def test_package_only_code_stays_out_of_the_notebook(source_nb):
-    """The CPU speed paths (fused.py, flat_params.py) would train the reference's maths, not the students'."""
-    predictor = (bn.REF / "predictor.py").read_text()
-    names = ("fused_training_applies", "fused_transformer_forward", "flatten_parameters", "zero_flat_grad",
-             "optimizer_zero_grad", bn.PACKAGE_ONLY)
-    assert all(name in predictor for name in names), "the reference no longer has the package-only paths this test guards"
+def test_training_code_is_the_tutorials_plain_code(source_nb):
+    """What students train with is the tutorial's plain Adam and logging: no private attribute, no fast path."""
     text = "\n".join(c.source for c in code_cells(source_nb))
-    assert not [name for name in names if name in text]
-    assert "params = self.parameters()" in text and "x = self.transformer(x, mask=mask)" in text
-
-
-def test_package_only_removal_keeps_valid_code():
-    src = "def f(x):\n    if x:  # package-only: fast path\n        return 1\n\n    return 2\n"
-    assert bn.strip_package_only(src) == "def f(x):\n\n    return 2\n"
-    with pytest.raises(bn.BuildError, match="leaves invalid code"):
-        bn.strip_package_only("def f():\n    return 1  # package-only\n")
+    assert "optimizer = optim.Adam(self.parameters(), lr=self.hparams.lr)" in text
+    assert "x = self.transformer(x, mask=mask)" in text and 'self.log(f"{mode}_loss", loss)' in text
+    for private in ("_accelerator_graph_capture_health_check", "_trainer =", "fused=True"):
+        assert private not in text, private
 
 
 def test_notebook_is_self_contained(source_nb):

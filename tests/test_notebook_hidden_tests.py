@@ -55,7 +55,7 @@ MUTATIONS = {
     "reverse_loss": [
         ("accuracy over the wrong axis", "acc = (preds.argmax(dim=-1) == labels).float().mean()", "acc = (preds.argmax(dim=1) == labels).float().mean()"),
         ("no positional encoding", "preds = self.forward(inp_data, add_positional_encoding=True)", "preds = self.forward(inp_data, add_positional_encoding=False)"),
-        ("no logging", "self.log_metrics(mode, loss=loss, acc=acc)", "pass"),
+        ("no logging", 'self.log(f"{mode}_loss", loss)\n        self.log(f"{mode}_acc", acc)', "pass"),
     ],
     "attention_plot": [
         ("idx ignored", "maps = [m[idx].detach().float().cpu().numpy() for m in attn_maps]", "maps = [m[0].detach().float().cpu().numpy() for m in attn_maps]"),

@@ -17,9 +17,7 @@ Directives in the template's code cells (each on a line of its own):
 In an ``impl`` cell, the body (after the docstring) of each of the part's targets is wrapped in
 ``### BEGIN SOLUTION`` / ``### END SOLUTION``; nbgrader replaces it with ``raise NotImplementedError()``
 in the release. Package-relative imports (``from .x import y``) are dropped: the notebook defines
-everything itself. So is every statement whose first line carries ``# package-only`` (with any
-comment after it): the package's CPU speed paths, which would train the reference's maths instead
-of the students' modules. A target without a docstring gets the stub docstring of ``STUB_DOCS``.
+everything itself. A target without a docstring gets the stub docstring of ``STUB_DOCS``.
 
 Usage: ``python tools/build_notebook.py [--out PATH] [--check]`` (``--check``: exit 1 if PATH is stale).
 """
@@ -46,7 +44,6 @@ ASSIGNMENT = "transformer_lab"
 OUT = ROOT / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-PACKAGE_ONLY = "# package-only"
 
 
 @dataclass(frozen=True)
@@ -114,29 +111,6 @@ class BuildError(RuntimeError):
 
 # --- reading the reference ------------------------------------------------------------------
 
-def strip_package_only(text: str, where="<text>") -> str:
-    """``text`` without the statements whose first line carries :data:`PACKAGE_ONLY`.
-
-    A removed statement takes its decorators along, and a blank line after it when one precedes it
-    too (so a dropped method leaves one blank line between its neighbours, not two).
-    """
-    lines = text.splitlines()
-    drop: set[int] = set()  # 0-based line indices
-    for node in ast.walk(ast.parse(text)):
-        if isinstance(node, ast.stmt) and PACKAGE_ONLY in lines[node.lineno - 1]:
-            first, last = _start_line(node) - 1, node.end_lineno - 1
-            drop.update(range(first, last + 1))
-            if last + 1 < len(lines) and not lines[last + 1].strip() and first > 0 and not lines[first - 1].strip():
-                drop.add(last + 1)
-    kept = "\n".join(line for i, line in enumerate(lines) if i not in drop) + "\n"
-    try:
-        ast.parse(kept)
-    except SyntaxError as e:
-        raise BuildError(f"{where}: removing its {PACKAGE_ONLY!r} statements leaves invalid code ({e.msg}, "
-                         f"line {e.lineno}); keep at least one statement in every block") from None
-    return kept
-
-
 class Module:
     """One reference module: its source lines, AST and top-level objects."""
 
@@ -145,7 +119,7 @@ class Module:
         self.path = REF / f"{name}.py"
         if not self.path.is_file():
             raise BuildError(f"reference module {self.path.relative_to(ROOT)} does not exist")
-        self.text = strip_package_only(self.path.read_text(), self.path.relative_to(ROOT))
+        self.text = self.path.read_text()
         self.lines = self.text.splitlines()
         self.tree = ast.parse(self.text)
 

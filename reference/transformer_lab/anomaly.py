@@ -70,7 +70,8 @@ class AnomalyPredictor(TransformerPredictor):
         preds = preds.squeeze(dim=-1)  # (B, SetSize): one logit per element
         loss = F.cross_entropy(preds, labels)  # softmax over the set dimension
         acc = (preds.argmax(dim=-1) == labels).float().mean()
-        self.log_metrics(mode, loss=loss, acc=acc)
+        self.log(f"{mode}_loss", loss)
+        self.log(f"{mode}_acc", acc)
         return loss, acc
 
 

@@ -21,17 +21,6 @@ def mask_fill_value(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).min
 
 
-#: On a CPU, sequences shorter than this run faster through the explicit matmul-softmax-matmul
-#: than through SDPA's CPU flash kernel, which is blocked for long sequences (measured for the
-#: reverse task, T=16: 0.7 ms against 1.4 ms forward+backward a step; benchmarks/README.md).
-SDPA_MIN_CPU_SEQ_LEN = 128
-
-
-def use_fused_attention(q) -> bool:
-    """Whether ``F.scaled_dot_product_attention`` is the faster path for ``q`` (``[..., SeqLen, d_k]``)."""
-    return q.device.type != "cpu" or q.size(-2) >= SDPA_MIN_CPU_SEQ_LEN
-
-
 def scaled_dot_product(q, k, v, mask=None):
     """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V.
 
@@ -113,12 +102,7 @@ class MultiheadAttention(nn.Module):
         q, k, v = qkv.transpose(1, 2).chunk(3, dim=-1)  # each (B, nh, T, hs)
         if mask is not None:
             check_mask("MultiheadAttention", mask, (B, self.num_heads, T, T))
-        if return_attention or mask is not None or not use_fused_attention(q):
-            # SDPA cannot return the weights; the explicit path also keeps the tutorial's mask
-            # semantics exactly (a fully masked row attends uniformly instead of giving NaN).
-            values, attention = scaled_dot_product(q, k, v, mask=mask)
-        else:
-            values = F.scaled_dot_product_attention(q, k, v)  # fused kernel, same maths
+        values, attention = scaled_dot_product(q, k, v, mask=mask)
         values = values.transpose(1, 2).reshape(B, T, self.embed_dim)  # (B, T, nh*hs)
         o = self.o_proj(values)
         return (o, attention) if return_attention else o

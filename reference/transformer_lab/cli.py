@@ -23,10 +23,12 @@ def _train_reverse(args):
 
     from .plots import plot_attention_maps
     from .reverse import ReverseConfig, reverse_loaders, train_reverse
+    from .speed import TrainingSpeedups
 
     cfg = ReverseConfig(max_epochs=args.epochs, seed=args.seed, cpu_threads=args.threads)
     out = Path(args.out)
-    model, result = train_reverse(out, cfg, progress=not args.quiet, accelerator=args.accelerator)
+    model, result = train_reverse(out, cfg, progress=not args.quiet, accelerator=args.accelerator,
+                                  callbacks=[TrainingSpeedups()])
     _, val_loader, _ = reverse_loaders(cfg)
     tokens, _ = next(iter(val_loader))
     model.eval()

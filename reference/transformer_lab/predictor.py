@@ -12,24 +12,8 @@ import torch.optim as optim
 from ._checks import check_tensor
 from .checkpoints import TASK_KEY, CheckpointError, read_checkpoint
 from .encoder import TransformerEncoder
-from .flat_params import flatten_parameters, zero_flat_grad
-from .fused import fused_training_applies, fused_transformer_forward
 from .positional import PositionalEncoding
 from .scheduler import CosineWarmupScheduler
-
-
-def make_adam(params, lr):
-    """Adam; the fused single-kernel update where this torch build has it (same maths, fewer launches)."""
-    params = list(params)
-    try:
-        optimizer = optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        optimizer = optim.Adam(params, lr=lr)
-    if all(p.device.type == "cpu" for p in params):
-        # Adam.step checks for CUDA-graph capture on every call; on a CUDA build without a GPU
-        # that probe dlopens NVML each time (~0.4 ms a step here). CPU tensors are never captured.
-        optimizer._accelerator_graph_capture_health_check = lambda: None
-    return optimizer
 
 
 class TransformerPredictor(pl.LightningModule):
@@ -94,8 +78,6 @@ class TransformerPredictor(pl.LightningModule):
         ``add_positional_encoding=False`` for sets, which have no order.
         """
         x = self._embed(x, add_positional_encoding)
-        if fused_training_applies(self, x, mask):  # package-only: the notebook trains the students' modules
-            return fused_transformer_forward(self, x)  # same maths, one autograd node instead of 51 (fused.py)
         x = self.transformer(x, mask=mask)
         return self.output_net(x)
 
@@ -106,39 +88,15 @@ class TransformerPredictor(pl.LightningModule):
         return self.transformer.get_attention_maps(x, mask=mask)
 
     def configure_optimizers(self):
-        params = self.parameters()
-        if all(p.device.type == "cpu" for p in self.parameters()):  # package-only: Adam and clipping on one tensor
-            params = [flatten_parameters(self)]  # same maths, one update of one tensor (flat_params.py)
-        optimizer = make_adam(params, lr=self.hparams.lr)
+        optimizer = optim.Adam(self.parameters(), lr=self.hparams.lr)
         # Stepped per batch in optimizer_step, not per epoch, so it is not returned to Lightning.
         self.lr_scheduler = CosineWarmupScheduler(optimizer, warmup=self.hparams.warmup,
                                                   max_iters=self.hparams.max_iters)
         return optimizer
 
-    def optimizer_zero_grad(self, epoch, batch_idx, optimizer):  # package-only: flat gradients (flat_params.py)
-        params = optimizer.param_groups[0]["params"]
-        if len(params) == 1 and hasattr(params[0], "_flat_views"):
-            zero_flat_grad(params[0])  # optimizer.zero_grad() would drop the buffer the gradients are views of
-        else:
-            super().optimizer_zero_grad(epoch, batch_idx, optimizer)
-
     def optimizer_step(self, *args, **kwargs):
         super().optimizer_step(*args, **kwargs)
         self.lr_scheduler.step()
-
-    def log_metrics(self, mode, **metrics):
-        """``self.log`` each metric as ``{mode}_{name}``.
-
-        Training metrics are logged only on the steps the logger records anyway
-        (``Trainer(log_every_n_steps)``): a ``self.log`` call costs about as much as the
-        forward pass of the reverse model, so logging every step doubled Lightning's overhead.
-        Validation and test metrics are logged on every batch (they are averaged per epoch).
-        """
-        trainer = self._trainer
-        if trainer is None or (mode == "train" and trainer.global_step % max(trainer.log_every_n_steps, 1)):
-            return
-        for name, value in metrics.items():
-            self.log(f"{mode}_{name}", value, on_step=mode == "train", on_epoch=mode != "train")
 
     def _calculate_loss(self, batch, mode="train"):
         """Return ``(loss, acc)`` for one batch and log them as ``{mode}_loss`` / ``{mode}_acc``; each task defines it."""

@@ -169,7 +169,7 @@ BUGS = [
             [(RL, "preds = self.forward(inp_data, add_positional_encoding=True)", "preds = self.forward(inp_data, add_positional_encoding=False)")],
             r"without positional encoding"),
     Variant("reverse_loss_wrong_axis", "reverse_loss",
-            [(RL, "loss = F.cross_entropy(preds.transpose(1, 2), labels)", "loss = F.cross_entropy(preds, labels)")],
+            [(RL, "loss = F.cross_entropy(preds.view(-1, preds.size(-1)), labels.view(-1))", "loss = F.cross_entropy(preds, labels)")],
             r"over all B\*T tokens", also=("train_reverse",)),
     Variant("reverse_accuracy_wrong_axis", "reverse_loss",
             [(RL, "acc = (preds.argmax(dim=-1) == labels).float().mean()", "acc = (preds.argmax(dim=1) == labels).float().mean()")],
@@ -214,16 +214,19 @@ CORRECT = [
          "values = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else (mask != 0))"),
         (PE, "div_term = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))",
          "div_term = 1.0 / (10000.0 ** (torch.arange(0, d_model, 2).float() / d_model))"),
-        (RL, "loss = F.cross_entropy(preds.transpose(1, 2), labels)",
-         "loss = F.cross_entropy(preds.reshape(-1, preds.size(-1)), labels.reshape(-1))"),  # the tutorial's form
+        (RL, "loss = F.cross_entropy(preds.view(-1, preds.size(-1)), labels.view(-1))",
+         "loss = F.cross_entropy(preds.transpose(1, 2), labels)"),  # classes on dim 1: the same mean
     ]),
     Variant("alt_explicit_heads_and_block", "", [
         (MHA, "q, k, v = qkv.transpose(1, 2).chunk(3, dim=-1)  # each (B, nh, T, hs)",
          "q = qkv[..., : self.head_dim].permute(0, 2, 1, 3)\n"
          "        k = qkv[..., self.head_dim : 2 * self.head_dim].permute(0, 2, 1, 3)\n"
          "        v = qkv[..., 2 * self.head_dim :].permute(0, 2, 1, 3)"),
-        (MHA, "values = F.scaled_dot_product_attention(q, k, v)  # fused kernel, same maths",
-         "values, _ = scaled_dot_product(q, k, v)"),
+        (MHA, "values, attention = scaled_dot_product(q, k, v, mask=mask)",
+         "if return_attention or mask is not None:\n"
+         "            values, attention = scaled_dot_product(q, k, v, mask=mask)\n"
+         "        else:  # PyTorch's fused kernel: the same maths, no weights\n"
+         "            values = F.scaled_dot_product_attention(q, k, v)"),
         (BLK, "x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)))",
          "attn_out = self.self_attn(x, mask=mask)\n        x = x + self.dropout(attn_out)\n        x = self.norm1(x)"),
         (AP, "ax.imshow(maps[row][col], origin=\"lower\", vmin=0)", "ax.matshow(maps[row][col], vmin=0)"),
