@@ -24,13 +24,14 @@ test: $(STAMP)  ## run the whole test suite (CPU; slow tests included)
 test-fast: $(STAMP)  ## the test suite without the slow (training, notebook) tests
 	$(PY) -m pytest -q -m "not slow"
 
-demo: release  ## train the reverse task, draw the figures, build the release, grade the example submissions
+demo: release  ## train both tasks (anomaly: the notebook's quick mode), draw the figures, grade the examples
 	$(VENV)/bin/transformer-lab train reverse --out runs/demo
+	$(VENV)/bin/transformer-lab train anomaly --quick --out runs/demo --quiet
 	$(VENV)/bin/transformer-lab plot pe --out runs/demo/positional_encoding.png
 	$(VENV)/bin/transformer-lab plot lr --out runs/demo/lr_schedule.png
 	rm -rf runs/demo/submissions runs/demo/grades
 	$(VENV)/bin/autograder examples runs/demo/submissions --checkpoints runs/demo
-	$(VENV)/bin/autograder grade runs/demo/submissions/* --out runs/demo/grades --jobs 2
+	$(VENV)/bin/autograder grade runs/demo/submissions/* --out runs/demo/grades --jobs 2 --anomaly-features synthetic
 
 source: $(STAMP)  ## rebuild the nbgrader source notebook from notebook/ + reference/
 	$(PY) tools/build_notebook.py

@@ -50,6 +50,20 @@
 # `TL_QUICK=0` the full recipe; by default the quick mode is used when there is no GPU.
 
 # %%
+#@cell given install
+# Colab (or any fresh Python): install what this notebook needs and the machine lacks. Colab ships
+# torch, torchvision and matplotlib, but not Lightning. Where everything is installed, nothing happens.
+import importlib.util
+import subprocess
+import sys
+
+REQUIREMENTS = {"pytorch_lightning": "pytorch-lightning>=2.2"}  # module -> pip requirement (pyproject.toml)
+_missing = [req for module, req in REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
+if _missing:
+    print("installing", *_missing)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *_missing], check=True)
+
+# %%
 #@cell given imports
 #@imports
 import logging
@@ -886,7 +900,7 @@ check_close(_loss_p, _loss, "loss of the permuted sets", atol=1e-5, hint="no pos
 
 # %%
 #@cell given anomaly_config
-#@include anomaly:AnomalyConfig,anomaly_loaders,anomaly_probabilities,equivariance_error
+#@include anomaly:AnomalyConfig,quick_anomaly_config,anomaly_loaders,anomaly_probabilities,equivariance_error
 
 # %%
 #@cell impl train_anomaly
@@ -896,7 +910,7 @@ check_close(_loss_p, _loss, "loss of the permuted sets", atol=1e-5, hint="no pos
 #@cell given run_anomaly
 ANOMALY_CKPT = os.path.join(CHECKPOINT_DIR, "anomaly.ckpt")
 if QUICK:
-    anomaly_cfg = AnomalyConfig(model_dim=64, num_layers=2, num_heads=4, max_epochs=15, warmup=20, lr=1e-3)
+    anomaly_cfg = quick_anomaly_config()
 else:
     anomaly_cfg = AnomalyConfig()
 anomaly_model = None

@@ -28,12 +28,11 @@ def test_synthetic_spec_is_the_notebooks_quick_mode_test_split():
 
 
 def _quick_config():
-    """The notebook's quick-mode AnomalyConfig, read from its source so that the test follows it."""
-    m = re.search(r"if QUICK:\n\s+anomaly_cfg = (AnomalyConfig\([^)]*\))", NOTEBOOK.read_text())
-    assert m, "the notebook's quick-mode anomaly config was not found"
-    from transformer_lab.anomaly import AnomalyConfig  # noqa: F401 - used by eval
+    """The notebook's quick-mode AnomalyConfig (the test checks that the notebook uses this one)."""
+    from transformer_lab.anomaly import quick_anomaly_config
 
-    return eval(m.group(1))  # noqa: S307 - the project's own source
+    assert re.search(r"if QUICK:\n\s+anomaly_cfg = quick_anomaly_config\(\)", NOTEBOOK.read_text())
+    return quick_anomaly_config()
 
 
 @pytest.mark.slow

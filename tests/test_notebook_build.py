@@ -196,3 +196,24 @@ def test_builder_refuses_a_repeated_part(tmp_path):
 def test_builder_refuses_an_unknown_reference_object(tmp_path):
     with pytest.raises(bn.BuildError, match="no top-level object"):
         bn.build(template_path=_template_with(tmp_path, "#@cell given nothing\n#@include attention:does_not_exist"))
+
+
+def test_install_cell_adds_only_what_is_missing(source_nb, monkeypatch):
+    """The first code cell makes the notebook start on Colab (no Lightning there) and is a no-op here."""
+    import subprocess
+
+    first = code_cells(source_nb)[0]
+    assert first.metadata["nbgrader"]["grade_id"] == "install"
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a))
+    ns: dict = {}
+    exec(first.source, ns)  # noqa: S102 - the project's own cell
+    assert calls == [] and ns["_missing"] == []  # everything is installed here: nothing to do
+    deps = (bn.ROOT / "pyproject.toml").read_text()
+    for module, requirement in ns["REQUIREMENTS"].items():
+        assert f'"{requirement}"' in deps, f"{requirement} is not pinned as in pyproject.toml"
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # as on Colab: Lightning missing
+    exec(first.source, {})  # noqa: S102
+    assert calls and calls[0][0][-1] == "pytorch-lightning>=2.2" and calls[0][0][1:4] == ["-m", "pip", "install"]

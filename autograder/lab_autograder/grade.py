@@ -454,6 +454,8 @@ def grade_all(submissions: list[Path], settings: Settings, log=print) -> list[di
     if not settings.quiet:
         log(f"grading {len(todo)} submission(s), {settings.jobs} at a time; sandbox: {grader.level}; "
             f"points from {grader.points_origin}")
+        f = grader.features
+        log(f"anomaly part graded on {f.described} (--anomaly-features {f.spec}), threshold {f.threshold:.0%}")
     results = []
 
     def one(item):
