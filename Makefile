@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test test-fast demo source release notebook bench clean
+.PHONY: help install test test-fast demo source release gradescope notebook bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ source: $(STAMP)  ## rebuild the nbgrader source notebook from notebook/ + refer
 
 release: source  ## regenerate release/ with nbgrader generate_assignment (fails on leaks)
 	$(PY) tools/build_release.py
+
+gradescope: release  ## build/gradescope/autograder.zip for Gradescope (FEATURES=path: the anomaly test features)
+	$(PY) tools/build_gradescope.py $(if $(FEATURES),--features $(FEATURES))
 
 notebook: $(STAMP)  ## run the source notebook on CPU in quick mode into runs/notebook
 	$(PY) tools/run_notebook.py --out runs/notebook

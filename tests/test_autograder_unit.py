@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -150,7 +151,8 @@ def test_malformed_submissions_are_graded_zero_with_csv_and_resume(tmp_path, cap
     assert all(set(t) >= {"name", "score", "max_score", "status", "output", "visibility"} for t in broken["tests"])
     assert "no notebook found" in (out / "empty_folder" / "feedback.md").read_text()
     rows = (out / "grades.csv").read_text().splitlines()
-    assert rows[0].startswith("submission,scaled_dot_product") and rows[0].endswith("total,max") and len(rows) == 3
+    assert rows[0].startswith("student_id,timestamp,scaled_dot_product") and rows[0].endswith("total,max")
+    assert len(rows) == 3
     # a second run on the same OUT grades nothing again
     before = (out / "broken" / "results.json").stat().st_mtime_ns
     assert grade_all(sorted(subs.iterdir()), Settings(out=out, quiet=True)) == []
@@ -160,23 +162,67 @@ def test_malformed_submissions_are_graded_zero_with_csv_and_resume(tmp_path, cap
     assert "broken" in capsys.readouterr().out
 
 
-def test_run_autograder_entry_writes_gradescope_results(tmp_path):
-    import subprocess
-
-    sub = tmp_path / "submission"
-    sub.mkdir()
-    (sub / "transformer_lab.ipynb").write_text('{"cells": "broken"')
-    results = tmp_path / "results" / "results.json"
-    script = Path(__file__).resolve().parents[1] / "autograder" / "run_autograder"
-    env = dict(__import__("os").environ, SUBMISSION_DIR=str(sub), RESULTS_JSON=str(results))
-    proc = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(results.read_text())
-    assert data["score"] == 0 and len(data["tests"]) == len(P.PART_ORDER)
-    assert all(t["status"] == "failed" and t["max_score"] > 0 for t in data["tests"])
+def _nbgrader_course(root: Path, students: dict[str, bytes]) -> Path:
+    """nbgrader's ``submitted/<student>/transformer_lab/`` with a notebook and ``timestamp.txt`` each."""
+    for student, raw in students.items():
+        d = root / "submitted" / student / "transformer_lab"
+        d.mkdir(parents=True)
+        (d / "transformer_lab.ipynb").write_bytes(raw)
+        (d / "timestamp.txt").write_text(f"2026-11-2{len(student)} 10:00:00.000000 UTC\n")
+    return root / "submitted"
 
 
-@needs_source
+def test_nbgrader_layout_is_keyed_by_student_and_regraded_by_content(tmp_path, capsys):
+    submitted = _nbgrader_course(tmp_path, {"alice": b"{not json", "bob": b"{also not json"})
+    out = tmp_path / "out"
+    assert cli_main(["grade", str(submitted), "--out", str(out), "--quiet"]) == 0
+    rows = {r["student_id"]: r for r in csv.DictReader((out / "grades.csv").open())}
+    assert set(rows) == {"alice", "bob"} and rows["alice"]["timestamp"] == "2026-11-25 10:00:00.000000 UTC"
+    alice = json.loads((out / "alice" / "results.json").read_text())["extra_data"]
+    assert alice["student_id"] == "alice" and len(alice["content_sha256"]) == 16
+    assert set(alice["grader"]) == {"version", "code_sha256", "source_sha256", "settings_sha256"}
+    assert alice["anomaly_features"]["spec"] == "none"
+    # one student path, as `submitted/*/transformer_lab` expands: same names, nothing graded again
+    capsys.readouterr()
+    paths = sorted(str(p) for p in submitted.glob("*/transformer_lab"))
+    assert cli_main(["grade", *paths, "--out", str(out)]) == 0
+    assert "2 unchanged since graded" in capsys.readouterr().out
+    # bob resubmits: his notebook changed, so he is graded again although his folder name did not
+    before = (out / "alice" / "results.json").stat().st_mtime_ns
+    (submitted / "bob" / "transformer_lab" / "transformer_lab.ipynb").write_bytes(b'{"cells": 3}')
+    assert cli_main(["grade", str(submitted), "--out", str(out)]) == 0
+    assert "1 changed since graded" in capsys.readouterr().out
+    assert "no list of cells" in (out / "bob" / "feedback.md").read_text()
+    assert (out / "alice" / "results.json").stat().st_mtime_ns == before
+
+
+def test_feedback_html_escapes_everything(tmp_path):
+    from lab_autograder.feedback import feedback_html
+
+    res = {"score": 1, "output": "x: 1 / 2 points\nnote: <script>alert(1)</script>",
+           "tests": [{"name": "part <b>", "score": 1, "max_score": 2, "output": "received: </pre><img src=x>"}],
+           "extra_data": {"submission": "<i>eve</i>", "max_score": 2}}
+    page = feedback_html(res)
+    assert "<script>" not in page and "<img" not in page and "<i>eve" not in page and "<b>" not in page
+    assert "&lt;script&gt;" in page and page.count("<pre>") == page.count("</pre>") == 2
+
+
+def test_report_writes_histograms_and_lms_csv(tmp_path, capsys):
+    out = tmp_path / "out"
+    for student, scores in {"s1": {"scaled_dot_product": 3.0, "train_reverse": 0.0},
+                            "s2": {"scaled_dot_product": 1.5, "train_reverse": 3.0}}.items():
+        (out / student).mkdir(parents=True)
+        tests = [{"name": P.TITLES[p], "score": v, "max_score": 3.0, "tags": [p]} for p, v in scores.items()]
+        (out / student / "results.json").write_text(json.dumps({"score": sum(scores.values()), "tests": tests,
+            "extra_data": {"student_id": student, "max_score": 6.0, "parts": scores}}))
+    assert cli_main(["report", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "scaled dot-product" in text.lower() and "1/2" in text  # one of two at full marks
+    assert list(csv.reader((out / "lms_grades.csv").open())) == [["student_id", "score"], ["s1", "3"], ["s2", "4.5"]]
+    assert (out / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli_main(["report", str(tmp_path / "nothing")]) == 2
+
+
 def test_examples_for_the_demo(tmp_path, capsys):
     assert cli_main(["examples", str(tmp_path / "ex")]) == 0
     names = sorted(p.name for p in (tmp_path / "ex").iterdir())

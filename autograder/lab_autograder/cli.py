@@ -3,10 +3,13 @@
     autograder grade SUBMISSION... --out OUT [--jobs N] [--timeout S] [--memory-mb M]
     autograder gradescope [--submission DIR] [--results FILE]     (what run_autograder calls)
     autograder table OUT                                          (print OUT/grades.csv as a table)
+    autograder report OUT                                         (class summary: PNG + LMS CSV)
     autograder examples DIR [--checkpoints CKPT_DIR]              (example submissions for a demo)
 
-A SUBMISSION is a notebook, or a folder holding one and its ``checkpoints/``. Re-running on the
-same OUT skips the submissions already graded there.
+A SUBMISSION is a notebook, a folder holding one and its ``checkpoints/``, nbgrader's
+``submitted/`` folder (every ``<student>/transformer_lab/`` in it) or one
+``submitted/<student>/transformer_lab``: results are named after the student. Re-running on the
+same OUT grades again only the students whose submission (or the grader) changed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import sys
 from pathlib import Path
 
+from .layout import ASSIGNMENT, expand, gradescope_entry
 from .parts import PART_ORDER
 
 
@@ -73,13 +77,19 @@ def build_parser():
     g.add_argument("submissions", nargs="+", help="notebooks, or folders holding one (+ checkpoints/)")
     g.add_argument("--out", required=True, help="output folder (results.json + feedback.md per submission, grades.csv)")
     g.add_argument("--quiet", action="store_true")
+    g.add_argument("--assignment", default=ASSIGNMENT,
+                   help=f"the assignment folder inside nbgrader's submitted/<student>/ (default {ASSIGNMENT})")
     _add_common(g)
     gs = sub.add_parser("gradescope", help="grade /autograder/submission into /autograder/results/results.json")
     gs.add_argument("--submission", default="/autograder/submission")
     gs.add_argument("--results", default="/autograder/results/results.json")
+    gs.add_argument("--metadata", default="/autograder/submission_metadata.json",
+                    help="Gradescope's submission metadata (the student's id and the submission time)")
     _add_common(gs)
     t = sub.add_parser("table", help="print OUT/grades.csv")
     t.add_argument("out")
+    r = sub.add_parser("report", help="class summary of OUT: scores.png (histograms) and lms_grades.csv")
+    r.add_argument("out")
     e = sub.add_parser("examples", help="write example submissions (solution, two bugs, release) for a demo")
     e.add_argument("dest")
     e.add_argument("--checkpoints", help="folder with reverse.ckpt / anomaly.ckpt to submit with them")
@@ -90,6 +100,17 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.cmd == "table":
         print_table(Path(args.out))
+        return 0
+    if args.cmd == "report":
+        from .report import write_report
+
+        try:
+            rep = write_report(Path(args.out))
+        except FileNotFoundError as e:
+            print(f"autograder: error: {e}", file=sys.stderr)
+            return 2
+        print("\n".join(rep["summary"]))
+        print(f"wrote {rep['png']} and {rep['lms_csv']}")
         return 0
     if args.cmd == "examples":
         from .examples import write_examples
@@ -104,7 +125,7 @@ def main(argv=None) -> int:
         if missing:
             print(f"autograder: error: no such submission: {', '.join(missing)}", file=sys.stderr)
             return 2
-        grade_all([Path(s) for s in args.submissions], _settings(args, args.out))
+        grade_all(expand([Path(s) for s in args.submissions], args.assignment), _settings(args, args.out))
         print()
         print_table(Path(args.out))
         return 0
@@ -114,7 +135,8 @@ def main(argv=None) -> int:
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lab_autograder_out_") as out:
-        res = grade_all([Path(args.submission)], _settings(args, out))
+        entry = gradescope_entry(Path(args.submission), Path(args.metadata))
+        res = grade_all([entry], _settings(args, out))
         data = res[0] if res else {"score": 0, "output": "nothing graded", "tests": []}
         tmp = results.with_name(results.name + ".tmp")
         tmp.write_text(json.dumps(data, indent=1))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -21,10 +20,13 @@ from pathlib import Path
 import torch
 
 from . import parts as P
+from .feedback import atomic_write, feedback_html, feedback_md, write_grades_csv
 from .job import Job
+from .layout import Entry, expand
 from .notebook import NotebookError, cells_from_bytes, labeled_code_cells, points_from_source
 from .sandbox import UID_BASE, run_worker, sandbox_level
-from .submission import snapshot, submission_name
+from .submission import snapshot
+from .version import VERSION, code_fingerprint, file_sha256
 from .untrusted import Malformed, clean_text, load_output, MAX_OUTPUT_BYTES
 
 WORKER = Path(__file__).with_name("worker.py")
@@ -123,6 +125,11 @@ class Grader:
         src = settings.source if settings.source is not None else (DEFAULT_SOURCE if DEFAULT_SOURCE.is_file() else None)
         self.points, self.points_origin = points_from_source(src)
         self.features = load_features(settings.anomaly_features)
+        # what a score depends on besides the submission: regrade when any of it changes
+        self.identity = {"version": VERSION, "code_sha256": code_fingerprint(), "source_sha256": file_sha256(src)}
+        self.key = hashlib.sha256(json.dumps([self.identity, self.points, self.features.spec, self.features.sha256,
+                                              settings.seed, settings.parts]).encode()).hexdigest()[:16]
+        self.identity["settings_sha256"] = self.key
         torch.set_num_threads(1)
         self.inputs = {part: P.INPUTS[part](settings.seed) for part in settings.parts}
         # the trusted evaluations' data stay in this process: the worker never sees them
@@ -304,9 +311,9 @@ class Grader:
                 job.cleanup()
         return outputs, notes, meta
 
-    def grade_submission(self, path: Path, name: str) -> dict:
+    def grade_submission(self, entry: Entry, name: str) -> dict:
         t0 = time.monotonic()
-        sub = snapshot(path, name)  # before any student code runs: all the grader ever reads of it
+        sub = snapshot(entry.path, name)  # before any student code runs: all the grader ever reads of it
         notes, meta, outputs = list(sub.notes), {}, {}
         labeled = None
         if sub.notebook is not None:
@@ -336,6 +343,7 @@ class Grader:
                 pr.note = (pr.note + " " if pr.note else "") + str(out["error_probe"])
             results[part] = pr
         meta["checkpoints"] = {k: hashlib.sha256(v).hexdigest()[:16] for k, v in sub.checkpoints.items()}
+        meta["entry"], meta["content_sha256"] = entry, sub.content_sha256()
         return self._results_json(name, results, notes, meta, time.monotonic() - t0)
 
     # ------------------------------------------------------------------ reports
@@ -366,7 +374,10 @@ class Grader:
             summary.append("errors while running the notebook's cells (the autograder went on):\n"
                            + self._text(meta["cell_errors"], 3000))
         f = self.features
-        extra = {"submission": name, "max_score": maximum, "parts": {p: r.score for p, r in results.items()},
+        entry = meta.get("entry")
+        extra = {"submission": name, "student_id": entry.student_id if entry else name,
+                 "timestamp": entry.timestamp if entry else "", "content_sha256": meta.get("content_sha256", ""),
+                 "grader": self.identity, "max_score": maximum, "parts": {p: r.score for p, r in results.items()},
                  "sandbox": self.level, "points_from": self.points_origin, "seed": self.s.seed,
                  "anomaly_features": {"spec": f.spec, "described": f.described, "sha256": f.sha256,
                                       "threshold": f.threshold},
@@ -378,56 +389,43 @@ class Grader:
                 "stdout_visibility": "hidden", "tests": tests, "extra_data": extra}
 
 
-def feedback_md(res: dict) -> str:
-    """The student's report. Every text from the worker in it went through ``clean_text``; it sits
-    in code blocks, so the headings, the table and the one total are the grader's alone."""
-    ex = res["extra_data"]
-    feats = ex.get("anomaly_features", {})
-    lines = [f"# Autograder feedback: {ex['submission']}", "",
-             f"**Total: {res['score']:g} / {ex['max_score']:g}**", "",
-             "Every part is checked by running your code on hidden inputs and comparing with the reference; "
-             f"trained checkpoints must reach {P.REVERSE_THRESHOLD:.0%} token accuracy (reverse) and "
-             f"{feats.get('threshold', P.ANOMALY_THRESHOLD):.0%} accuracy on test sets of "
-             f"{feats.get('described', 'the instructor’s features')} (set anomaly).", "",
-             "| part | score | max |", "|---|---:|---:|"]
-    lines += [f"| {t['name']} | {t['score']:g} | {t['max_score']:g} |" for t in res["tests"]]
-    lines.append("")
-    for t in res["tests"]:
-        lines += [f"## {t['name']}: {t['score']:g} / {t['max_score']:g}", "", "```", t["output"], "```", ""]
-    other = res["output"].split("\n", 1)
-    if len(other) > 1:
-        lines += ["## Notes", "", "```", other[1], "```", ""]
-    return "\n".join(lines)
+def _previous(path: Path) -> dict:
+    """``extra_data`` of the results.json an earlier run wrote (the grader's own folder), or ``{}``."""
+    try:
+        return json.loads(path.read_text()).get("extra_data", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
-def _atomic_write(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_grades_csv(out: Path, part_order=P.PART_ORDER) -> Path:
-    rows = []
-    for d in sorted(out.iterdir()):
-        f = d / "results.json"
-        if d.is_dir() and f.is_file():
-            try:
-                rows.append(json.loads(f.read_text()))
-            except (OSError, json.JSONDecodeError):
+def _plan(grader: "Grader", entries: list[Entry], out: Path, log) -> list[tuple[Entry, str]]:
+    """Name each submission after its student; skip those graded before with the same content and settings."""
+    names, todo, same, changed = set(), [], [], []
+    for entry in entries:
+        base = safe_name(entry.student_id)
+        name, k = base, 2
+        while name in names:  # two submissions of one student in one run: both graded, neither lost
+            name, k = f"{base}-{k}", k + 1
+        names.add(name)
+        prev = _previous(out / name / "results.json")
+        if prev:
+            content = snapshot(entry.path, name).content_sha256()
+            if prev.get("content_sha256") == content and prev.get("grader", {}).get("settings_sha256") == grader.key:
+                same.append(name)
                 continue
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["submission", *part_order, "total", "max"])
-    for r in rows:
-        ex = r.get("extra_data", {})
-        w.writerow([ex.get("submission", "?"), *[f"{ex.get('parts', {}).get(p, 0):g}" for p in part_order],
-                    f"{r.get('score', 0):g}", f"{ex.get('max_score', 0):g}"])
-    path = out / "grades.csv"
-    _atomic_write(path, buf.getvalue())
-    return path
+            changed.append(name)
+        todo.append((entry, name))
+    if not grader.s.quiet:
+        if same:
+            log(f"{len(same)} unchanged since graded in {out} (skipped)")
+        if changed:
+            log(f"{len(changed)} changed since graded (a new submission, or new grader/settings): graded again")
+    return todo
 
 
-def grade_all(submissions: list[Path], settings: Settings, log=print) -> list[dict]:
+def grade_all(submissions: list[Path | Entry], settings: Settings, log=print) -> list[dict]:
+    """Grade ``submissions`` into ``settings.out``: per student results.json, feedback.md/.html; grades.csv."""
+    entries = [s for s in submissions if isinstance(s, Entry)]
+    entries += expand([Path(s) for s in submissions if not isinstance(s, Entry)])
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
@@ -436,21 +434,9 @@ def grade_all(submissions: list[Path], settings: Settings, log=print) -> list[di
     grader.base = tempfile.mkdtemp(prefix="lab_autograder_", dir=tmp_root)
     os.chmod(grader.base, 0o711)
     grader.redact = tuple(sorted({str(p) for p in [out.resolve(), Path(grader.base), PROJECT_ROOT, Path(os.sys.prefix),
-                                                   *[Path(s).resolve().parent for s in submissions]]},
+                                                   *[e.path.resolve().parent for e in entries]]},
                                  key=len, reverse=True))
-    names, todo, done = set(), [], []
-    for s in submissions:
-        base = safe_name(submission_name(Path(s)))
-        name, k = base, 2
-        while name in names:
-            name, k = f"{base}-{k}", k + 1
-        names.add(name)
-        if (out / name / "results.json").is_file():
-            done.append(name)
-            continue
-        todo.append((Path(s), name))
-    if done and not settings.quiet:
-        log(f"{len(done)} already graded in {out} (skipped; delete their folders to grade again)")
+    todo = _plan(grader, entries, out, log)
     if not settings.quiet:
         log(f"grading {len(todo)} submission(s), {settings.jobs} at a time; sandbox: {grader.level}; "
             f"points from {grader.points_origin}")
@@ -459,18 +445,19 @@ def grade_all(submissions: list[Path], settings: Settings, log=print) -> list[di
     results = []
 
     def one(item):
-        path, name = item
+        entry, name = item
         try:
-            res = grader.grade_submission(path, name)
+            res = grader.grade_submission(entry, name)
         except Exception as e:  # noqa: BLE001 - one broken submission never stops the batch
             traceback.print_exc()
             res = grader._results_json(name, {p: P.PartResult(p, grader.points.get(p, 0), [P.Check(
                 "graded", 1.0, False, "", f"internal error: {type(e).__name__}: {e}", "")]) for p in settings.parts},
-                [f"internal autograder error: {e}"], {}, 0.0)
+                [f"internal autograder error: {e}"], {"entry": entry}, 0.0)
         d = out / name
         d.mkdir(exist_ok=True)
-        _atomic_write(d / "feedback.md", feedback_md(res))
-        _atomic_write(d / "results.json", json.dumps(res, indent=1))
+        atomic_write(d / "feedback.md", feedback_md(res))
+        atomic_write(d / "feedback.html", feedback_html(res))
+        atomic_write(d / "results.json", json.dumps(res, indent=1))
         if not settings.quiet:
             log(f"  {name}: {res['score']:g} / {res['extra_data']['max_score']:g}  ({res['execution_time']:.0f} s)")
         return res
@@ -484,7 +471,8 @@ def grade_all(submissions: list[Path], settings: Settings, log=print) -> list[di
             shutil.rmtree(grader.base, ignore_errors=True)
         write_grades_csv(out)
         # the grading process's own peak memory (workers not included: each has its RLIMIT_AS)
-        _atomic_write(out / "run.json", json.dumps({
+        atomic_write(out / "run.json", json.dumps({
             "graded": len(todo), "seconds": round(time.monotonic() - t0, 2), "jobs": settings.jobs,
-            "sandbox": grader.level, "grader_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
+            "sandbox": grader.level, "grader": grader.identity,
+            "grader_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
     return results

@@ -9,6 +9,7 @@ evaluation of the checkpoints reads the same snapshot.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +31,12 @@ class Submission:
     notes: list[str] = field(default_factory=list)
 
 
-def submission_name(path: Path) -> str:
-    path = Path(path)
-    return path.name if path.is_dir() else path.stem
+    def content_sha256(self) -> str:
+        """What was submitted, as one hash (notebook + checkpoints): a resubmission is detected by it."""
+        h = hashlib.sha256()
+        for name, data in [("notebook", self.notebook or b""), *sorted(self.checkpoints.items())]:
+            h.update(f"{name}:{len(data)}:".encode() + data)
+        return h.hexdigest()[:16]
 
 
 def _find_notebooks(root_fd: int) -> tuple[list[tuple[str, ...]], list[str]]:
