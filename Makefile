@@ -32,6 +32,7 @@ demo: release  ## train both tasks (anomaly: the notebook's quick mode), draw th
 	rm -rf runs/demo/submissions runs/demo/grades
 	$(VENV)/bin/autograder examples runs/demo/submissions --checkpoints runs/demo
 	$(VENV)/bin/autograder grade runs/demo/submissions/* --out runs/demo/grades --jobs 2 --anomaly-features synthetic
+	$(VENV)/bin/autograder report runs/demo/grades
 
 source: $(STAMP)  ## rebuild the nbgrader source notebook from notebook/ + reference/
 	$(PY) tools/build_notebook.py

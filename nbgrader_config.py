@@ -19,6 +19,8 @@ c.CourseDirectory.course_id = "transformer-lab"
 c.CourseDirectory.source_directory = "source"
 c.CourseDirectory.release_directory = "release"
 c.CourseDirectory.db_url = f"sqlite:///{os.path.abspath(_db)}"
+# The exchange (nbgrader release_assignment / collect): nbgrader's default unless NBGRADER_EXCHANGE says where.
+c.Exchange.root = os.environ.get("NBGRADER_EXCHANGE", "/srv/nbgrader/exchange")
 # CourseDirectory.ignore/include stay at nbgrader's defaults here: autograde must copy the students'
 # checkpoints/ folder. tools/build_release.py narrows them for generate_assignment only.
 

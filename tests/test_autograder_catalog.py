@@ -197,7 +197,7 @@ def test_output_folder_is_out_of_reach(batch):
     res = json.loads((out / "attacks_on_checks" / "results.json").read_text())
     assert res["score"] == 0 and res["extra_data"]["submission"] == "attacks_on_checks"
     rows = list(csv.DictReader((out / "grades.csv").open()))
-    assert {r["submission"] for r in rows} == set(batch["made"])
+    assert {r["student_id"] for r in rows} == set(batch["made"])
     assert all(float(r["total"]) <= float(r["max"]) for r in rows)
 
 
@@ -313,6 +313,9 @@ def test_feedback_keeps_the_graders_structure(batch):
         res = json.loads(raw)
         assert res["output_format"] == "text" and all(t["output_format"] == "text" for t in res["tests"])
         assert res["score"] == round(sum(t["score"] for t in res["tests"]), 4)
+        page = (batch["out"] / name / "feedback.html").read_text()  # the same report, every text escaped
+        assert page.count("<h1>") == 1 and page.count("<pre>") == page.count("</pre>"), name
+        assert not re.search(r"<\s*/?\s*(script|img|iframe|a)\b", page, re.I), name
 
 
 def test_feedback_names_no_grader_path_or_host_file(batch):

@@ -93,3 +93,21 @@ def _pickle_that_runs_code() -> bytes:
     buf = io.BytesIO()
     torch.save({"state_dict": {}, "hyper_parameters": Evil()}, buf)
     return buf.getvalue()
+
+
+def test_the_feature_cache_file_grades_on_its_test_split(tmp_path):
+    """``--anomaly-features data/cifar100_resnet34_imagenet.pt``: the file the notebook and
+    ``transformer-lab features`` write works as is; its test split is what the grader uses."""
+    from transformer_lab.features import save_feature_file
+
+    g = torch.Generator().manual_seed(0)
+    split = lambda n: {"features": torch.randn(n, 512, generator=g), "labels": torch.arange(n) % 10,  # noqa: E731
+                       "input_sha256": "0" * 64, "input_shape": [n, 32, 32, 3]}
+    path = tmp_path / "cifar100_resnet34_imagenet.pt"
+    save_feature_file(path, {"train": split(50), "test": split(30)}, "imagenet")
+    f = load_features(str(path))
+    assert f.feats.shape == (30, 512) and f.labels.tolist() == (torch.arange(30) % 10).tolist()
+    assert f.threshold == P.ANOMALY_THRESHOLD and len(f.sha256) == 16
+    save_feature_file(path, {"train": split(50)}, "imagenet")
+    with pytest.raises(ValueError, match="no labelled 'test' split"):
+        load_features(str(path))

@@ -283,3 +283,27 @@ def test_deeply_nested_notebook_is_refused(tmp_path):
     p.write_text("[" * 200_000 + "]" * 200_000)
     with pytest.raises(NotebookError, match="nested too deeply|not a valid notebook"):
         code_cells(p)
+
+
+def test_job_slots_are_exclusive_across_processes():
+    """Two grading runs on one machine never share a job uid (each run kills its uid's processes)."""
+    import subprocess
+
+    from lab_autograder.sandbox import lease_slot
+
+    code = ("import sys; sys.path[:0] = sys.argv[1:]\n"
+            "from lab_autograder.sandbox import lease_slot\n"
+            "with lease_slot() as s: print(s)\n")
+    paths = [str(Path(__file__).resolve().parents[1] / d) for d in ("autograder", "reference")]
+    with lease_slot() as a, lease_slot() as b:
+        other = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, check=True)
+        assert len({a, b, int(other.stdout)}) == 3
+    import fcntl
+
+    from lab_autograder.sandbox import _lock_dir
+
+    fd = os.open(_lock_dir() / f"slot-{a}.lock", os.O_RDWR)
+    try:  # released on exit: nothing holds the lock any more
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)

@@ -10,7 +10,6 @@ import re
 import resource
 import shutil
 import tempfile
-import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from .feedback import atomic_write, feedback_html, feedback_md, write_grades_csv
 from .job import Job
 from .layout import Entry, expand
 from .notebook import NotebookError, cells_from_bytes, labeled_code_cells, points_from_source
-from .sandbox import UID_BASE, run_worker, sandbox_level
+from .sandbox import UID_BASE, lease_slot, run_worker, sandbox_level
 from .submission import snapshot
 from .version import VERSION, code_fingerprint, file_sha256
 from .untrusted import Malformed, clean_text, load_output, MAX_OUTPUT_BYTES
@@ -83,7 +82,8 @@ class Features:
 
 
 def load_features(spec) -> Features:
-    """``--anomaly-features``: a ``.pt`` (dict feats/labels, weights_only) or ``.npz`` file, ``synthetic``
+    """``--anomaly-features``: a ``.pt`` (dict feats/labels, or the ``transformer-lab features`` file,
+    whose ``test`` split is used; weights_only) or ``.npz`` file, ``synthetic``
     (the notebook's quick-mode test split) or ``synthetic:SEED[:DIM[:NOISE]]`` (the tests' data)."""
     if spec is None:
         return Features(None, None, "none", P.ANOMALY_THRESHOLD, "no test features")
@@ -110,6 +110,13 @@ def load_features(spec) -> Features:
             feats, labels = torch.from_numpy(z["feats"]), torch.from_numpy(z["labels"])
     else:
         d = torch.load(spec, map_location="cpu", weights_only=True)
+        if isinstance(d, dict) and isinstance(d.get("splits"), dict):  # `transformer-lab features`' file: its test split
+            from transformer_lab.features import read_feature_file
+
+            test = read_feature_file(spec)["splits"].get("test") or {}
+            d = {"feats": test.get("features"), "labels": test.get("labels")}
+            if d["feats"] is None or d["labels"] is None:
+                raise ValueError(f"{spec} has no labelled 'test' split; extract the CIFAR-100 test features into it")
         if isinstance(d, dict):
             feats, labels = d.get("feats", d.get("test_feats")), d.get("labels", d.get("test_labels"))
         else:
@@ -143,8 +150,6 @@ class Grader:
         self.inputs_bytes = buf.getvalue()
         self.oracle_src = {p.stem: p.read_text() for p in ORACLE_DIR.glob("*.py")}
         self.level = sandbox_level()
-        self._slots = list(range(max(1, settings.jobs)))
-        self._lock = threading.Lock()
         self.base = None
         self.redact: tuple[str, ...] = ()
 
@@ -323,14 +328,9 @@ class Grader:
                 notes.append(str(e))
         trusted = self._trusted(sub.checkpoints)
         if labeled is not None:
-            with self._lock:
-                slot = self._slots.pop()
-            try:
+            with lease_slot() as slot:  # its uid is this job's alone, in this process and any other
                 outputs, more, meta = self._run(labeled, sub.checkpoints, slot, trusted)
                 notes += more
-            finally:
-                with self._lock:
-                    self._slots.append(slot)
         results = {}
         for part in self.s.parts:
             if labeled is None:

@@ -16,13 +16,17 @@ Levels, best first (``sandbox_level()`` says which one this machine gives):
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +35,8 @@ from .safe_files import sweep_owned
 
 LAUNCHER = Path(__file__).with_name("_launch.py")
 UID_BASE = 61000
+#: job slots per machine: slot ``k`` runs as uid ``UID_BASE + k``, leased by one grading job at a time
+MAX_SLOTS = 64
 _UNSHARE = ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc"]
 
 
@@ -48,6 +54,44 @@ def sandbox_level() -> str:
         except (OSError, subprocess.SubprocessError):
             pass
     return "setuid"
+
+
+def _lock_dir() -> Path:
+    """Root's own folder of slot locks (``/run/lab-autograder``, mode 0700): no worker can reach it."""
+    for d in ([Path("/run/lab-autograder")] if os.geteuid() == 0 else []) + [
+            Path(tempfile.gettempdir()) / f"lab-autograder-locks-{os.geteuid()}"]:
+        try:
+            d.mkdir(mode=0o700, exist_ok=True)
+            st = os.lstat(d)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077:
+            return d
+    raise RuntimeError("no private folder for the autograder's slot locks (/run or the temporary folder)")
+
+
+@contextlib.contextmanager
+def lease_slot():
+    """An exclusive job slot across every grading process on this machine.
+
+    Each slot's uid is killed with ``kill(-1)`` after every launch; two grading runs on one machine
+    (two terminals, parallel tests) sharing a uid would kill each other's workers. A slot is held
+    by an ``flock`` that the kernel releases when its process dies, so a crashed run leaks nothing.
+    """
+    d = _lock_dir()
+    for slot in range(MAX_SLOTS):
+        fd = os.open(d / f"slot-{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            yield slot
+        finally:
+            os.close(fd)  # releases the lock
+        return
+    raise RuntimeError(f"all {MAX_SLOTS} autograder job slots are in use on this machine")
 
 
 @dataclass
