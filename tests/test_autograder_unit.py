@@ -102,14 +102,14 @@ def test_grading_logic_full_marks_on_reference_outputs_and_diagnoses():
     inp = P.inputs_scaled_dot_product(0)
     out = {}
     for case in ("plain", "mask", "rect", "pad"):
-        v, a = P._softmax_attention(*(inp[f"{case}_{n}"] for n in "qkv"), mask=inp.get(f"{case}_mask"))
+        v, a = P._sdp_ref(inp, case)
         out[f"{case}_values"], out[f"{case}_attention"] = v, a
     pr = P.grade_scaled_dot_product(inp, out, 3)
     assert pr.score == 3
     bad = {k: v for k, v in out.items()}
     for case in ("plain", "mask", "rect", "pad"):
-        bad[f"{case}_values"], bad[f"{case}_attention"] = P._softmax_attention(
-            *(inp[f"{case}_{n}"] for n in "qkv"), mask=inp.get(f"{case}_mask"), scale=False)
+        bad[f"{case}_values"], bad[f"{case}_attention"] = P._attention_variant(
+            *(inp[f"{case}_{n}"] for n in "qkv"), mask=inp.get(f"{case}_mask"), scale=None)
     pr = P.grade_scaled_dot_product(inp, bad, 3)
     assert pr.score < 3
     assert any("not divided by sqrt(d_k)" in c.hint for c in pr.checks)
@@ -307,3 +307,40 @@ def test_job_slots_are_exclusive_across_processes():
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(fd)
+
+
+def test_stand_ins_are_the_reference_definitions():
+    """One copy of the maths: a stage's stand-ins are the reference's own source, and hold nothing
+    of the parts the stage grades."""
+    import math
+
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from transformer_lab import attention, encoder, positional
+
+    from lab_autograder.grade import STAGES
+    from lab_autograder.oracles import oracle_source
+
+    stages = dict(STAGES)
+    assert "class MultiheadAttention" not in oracle_source(stages["iso_sdp"])
+    assert "class EncoderBlock" not in oracle_source(stages["iso_mha"])
+    src = oracle_source(stages["iso_all"])
+    import inspect
+
+    for obj in (attention.scaled_dot_product, attention.MultiheadAttention, encoder.EncoderBlock,
+                positional.sinusoidal_table):
+        assert inspect.getsource(obj) in src
+    ns = {}
+    exec(compile(src, "<oracles>", "exec"), {"math": math, "torch": torch, "nn": nn, "F": F, "ORACLES": ns})
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 8, generator=g) for _ in range(3))
+    mask = torch.rand(2, 1, 5, 5, generator=g) > 0.3
+    for got, want in zip(ns["scaled_dot_product"](q, k, v, mask), attention.scaled_dot_product(q, k, v, mask)):
+        assert torch.equal(got, want)
+    torch.manual_seed(1)
+    block = ns["EncoderBlock"](input_dim=8, num_heads=2, dim_feedforward=16, dropout=0.0).eval()
+    ref = encoder.EncoderBlock(input_dim=8, num_heads=2, dim_feedforward=16, dropout=0.0).eval()
+    ref.load_state_dict(block.state_dict(), strict=True)
+    x = torch.randn(2, 5, 8, generator=g)
+    assert torch.equal(block(x), ref(x))
+    assert torch.equal(ns["sinusoidal_table"](7, 6), positional.sinusoidal_table(7, 6))

@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import build_gradescope  # noqa: E402
 
-pytestmark = pytest.mark.skipif(os.name != "posix" or shutil.which("bash") is None, reason="needs bash (POSIX)")
+pytestmark = pytest.mark.skipif(
+    os.name != "posix" or shutil.which("bash") is None, reason="needs bash (POSIX)"
+)
 
 #: Gradescope's results.json, as its autograder specification describes it
 RESULTS_SCHEMA = {
@@ -44,17 +46,24 @@ RESULTS_SCHEMA = {
         "visibility": {"enum": ["hidden", "after_due_date", "after_published", "visible"]},
         "stdout_visibility": {"enum": ["hidden", "after_due_date", "after_published", "visible"]},
         "extra_data": {"type": "object"},
-        "tests": {"type": "array", "items": {
-            "type": "object",
-            "required": ["name", "score", "max_score", "output", "visibility"],
-            "properties": {
-                "name": {"type": "string"}, "number": {"type": "string"},
-                "score": {"type": "number"}, "max_score": {"type": "number"},
-                "status": {"enum": ["passed", "failed"]}, "output": {"type": "string"},
-                "output_format": {"enum": ["text", "html", "simple_format", "md", "ansi"]},
-                "tags": {"type": "array", "items": {"type": "string"}},
-                "visibility": {"enum": ["hidden", "after_due_date", "after_published", "visible"]},
-            }}},
+        "tests": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "score", "max_score", "output", "visibility"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "number": {"type": "string"},
+                    "score": {"type": "number"},
+                    "max_score": {"type": "number"},
+                    "status": {"enum": ["passed", "failed"]},
+                    "output": {"type": "string"},
+                    "output_format": {"enum": ["text", "html", "simple_format", "md", "ansi"]},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                    "visibility": {"enum": ["hidden", "after_due_date", "after_published", "visible"]},
+                },
+            },
+        },
     },
 }
 
@@ -65,7 +74,8 @@ def hostile_cells(root: Path) -> list[str]:
     return [
         "import glob as _g, json as _j, os as _o\n"
         f"for _root in ({r}, '/autograder'):\n"
-        "    for _p in _g.glob(_root + '/source/lib/transformer_lab/*.py') + _g.glob(_root + '/source/data/*'):\n"
+        "    for _p in _g.glob(_root + '/source/lib/transformer_lab/*.py') + _g.glob(_root + "
+        "'/source/data/*'):\n"
         "        try:\n"
         "            exec(open(_p).read())\n"
         "            print('READ', _p)\n"
@@ -87,8 +97,9 @@ def bundle(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("gradescope")
     s = checkpoints.SYNTHETIC
-    feats, labels = synthetic_features(num_classes=s["num_classes"], per_class=20, dim=s["dim"], noise=s["noise"],
-                                       seed=s["seed"])
+    feats, labels = synthetic_features(
+        num_classes=s["num_classes"], per_class=20, dim=s["dim"], noise=s["noise"], seed=s["seed"]
+    )
     features = tmp / "features.pt"
     torch.save({"feats": feats, "labels": labels}, features)
     return build_gradescope.build(tmp / "build", features)
@@ -102,9 +113,15 @@ def unpack(zpath: Path, dest: Path, submission: Path, *, harden: bool = True) ->
             os.chmod(dest / "source" / info.filename, info.external_attr >> 16 & 0o777)
     shutil.copytree(submission, dest / "submission")
     (dest / "results").mkdir()
-    (dest / "submission_metadata.json").write_text(json.dumps({
-        "id": 1, "created_at": "2026-11-30T10:00:00.000000-08:00",
-        "users": [{"email": "ada@example.edu", "id": 4242, "name": "Ada"}]}))
+    (dest / "submission_metadata.json").write_text(
+        json.dumps(
+            {
+                "id": 1,
+                "created_at": "2026-11-30T10:00:00.000000-08:00",
+                "users": [{"email": "ada@example.edu", "id": 4242, "name": "Ada"}],
+            }
+        )
+    )
     shutil.copy2(dest / "source" / "run_autograder", dest / "run_autograder")  # what Gradescope does
     if harden:
         env = dict(os.environ, AUTOGRADER_ROOT=str(dest), HARDEN_USERS="0")
@@ -115,8 +132,14 @@ def unpack(zpath: Path, dest: Path, submission: Path, *, harden: bool = True) ->
 def run_autograder(root: Path, **env) -> tuple[dict, float, str]:
     env = dict(os.environ, AUTOGRADER_ROOT=str(root), LAB_PYTHON=sys.executable, **env)
     t0 = time.monotonic()
-    proc = subprocess.run([str(root / "run_autograder"), "--timeout", "240"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [str(root / "run_autograder"), "--timeout", "240"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     seconds = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((root / "results" / "results.json").read_text()), seconds, proc.stdout + proc.stderr
@@ -138,9 +161,18 @@ def check_schema(res: dict, root: Path) -> None:
 def test_bundle_holds_what_gradescope_needs_and_no_solution_notebook(bundle):
     with zipfile.ZipFile(bundle) as z:
         names = set(z.namelist())
-        assert {"setup.sh", "run_autograder", "harden.sh", "requirements.txt", "requirements-torch.txt",
-                "bundle.env", "points/transformer_lab.ipynb", "data/anomaly_test_features.pt",
-                "lib/lab_autograder/grade.py", "lib/transformer_lab/attention.py"} <= names
+        assert {
+            "setup.sh",
+            "run_autograder",
+            "harden.sh",
+            "requirements.txt",
+            "requirements-torch.txt",
+            "bundle.env",
+            "points/transformer_lab.ipynb",
+            "data/anomaly_test_features.pt",
+            "lib/lab_autograder/grade.py",
+            "lib/transformer_lab/attention.py",
+        } <= names
         assert not any("__pycache__" in n or n.startswith("source/") for n in names)
         assert "BEGIN SOLUTION" not in z.read("points/transformer_lab.ipynb").decode()
         assert z.getinfo("run_autograder").external_attr >> 16 & 0o111
@@ -177,18 +209,26 @@ def test_unpacked_bundle_grades_solution_release_and_hostile(bundle, tmp_path):
     for name in ("solution", "release", "hostile"):
         root = tmp_path / name / "autograder"
         if name == "hostile":  # its cells know where this bundle is unpacked
-            catalog.write_submission(subs, name, catalog.add_cells(catalog.release_like(), hostile_cells(root), "start"), {})
+            catalog.write_submission(
+                subs, name, catalog.add_cells(catalog.release_like(), hostile_cells(root), "start"), {}
+            )
         unpack(bundle, root, subs / name)
         res, seconds, log = run_autograder(root)
         check_schema(res, root)
         graded[name] = res
-        print(f"{name}: {res['score']:g} / {res['extra_data']['max_score']:g} in {seconds:.1f} s "
-              f"(zip {bundle.stat().st_size / 2**10:.0f} KiB)")
+        print(
+            f"{name}: {res['score']:g} / {res['extra_data']['max_score']:g} in {seconds:.1f} s "
+            f"(zip {bundle.stat().st_size / 2**10:.0f} KiB)"
+        )
     assert graded["solution"]["score"] == graded["solution"]["extra_data"]["max_score"] == 25
-    assert graded["solution"]["extra_data"]["anomaly_features"]["spec"].endswith("data/anomaly_test_features.pt")
+    assert graded["solution"]["extra_data"]["anomaly_features"]["spec"].endswith(
+        "data/anomaly_test_features.pt"
+    )
     assert graded["release"]["score"] == 0
     # the hostile submission read nothing and forged nothing: the results are the grader's own
-    assert graded["hostile"]["score"] == 0 and len(graded["hostile"]["tests"]) == len(graded["release"]["tests"])
+    assert graded["hostile"]["score"] == 0 and len(graded["hostile"]["tests"]) == len(
+        graded["release"]["tests"]
+    )
 
 
 def _interpreter_usable_by(uid: int) -> bool:
@@ -196,8 +236,15 @@ def _interpreter_usable_by(uid: int) -> bool:
     if os.geteuid() != 0:
         return False
     try:
-        proc = subprocess.run([sys.executable, "-I", "-c", "import torch"], user=uid, group=uid, extra_groups=[],
-                              capture_output=True, cwd="/", env={"PATH": "/usr/bin:/bin"})
+        proc = subprocess.run(
+            [sys.executable, "-I", "-c", "import torch"],
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            capture_output=True,
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin"},
+        )
     except OSError:  # e.g. a venv under /root
         return False
     return proc.returncode == 0
@@ -208,11 +255,17 @@ def test_hostile_at_gradescopes_sandbox_level(bundle, tmp_path):
     """Gradescope's containers give the ``setuid`` level: files are hidden only by permissions, which
     ``harden.sh`` sets. The hostile submission must read and forge nothing there either."""
     if not _interpreter_usable_by(61000):
-        pytest.skip("this interpreter is not reachable by an unprivileged uid (e.g. a venv in a 0700 folder); "
-                    "Gradescope's setup.sh puts it in /opt, where it is")
+        pytest.skip(
+            "this interpreter is not reachable by an unprivileged uid (e.g. a venv in a 0700 folder); "
+            "Gradescope's setup.sh puts it in /opt, where it is"
+        )
     root = tmp_path / "autograder"
-    sub = catalog.write_submission(tmp_path / "subs", "hostile",
-                                   catalog.add_cells(catalog.release_like(), hostile_cells(root), "start"), {})
+    sub = catalog.write_submission(
+        tmp_path / "subs",
+        "hostile",
+        catalog.add_cells(catalog.release_like(), hostile_cells(root), "start"),
+        {},
+    )
     unpack(bundle, root, sub)
     res, _, _ = run_autograder(root, LAB_AUTOGRADER_NO_NAMESPACES="1")
     check_schema(res, root)

@@ -50,8 +50,14 @@ def test_every_command_block_is_run_or_names_what_exercises_it():
 
 
 def _bash(script: str, cwd: Path, env: dict) -> str:
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=1200)
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, f"{script}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
 
@@ -76,16 +82,26 @@ def test_the_guides_semester_runs(tmp_path):
     for name in ("source", "release"):
         shutil.copytree(ROOT / name, course / name)
     shutil.copy(ROOT / "nbgrader_config.py", course)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-               NBGRADER_EXCHANGE=str(exchange), TL_GRADEBOOK=str(tmp_path / "gradebook.db"))
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        NBGRADER_EXCHANGE=str(exchange),
+        TL_GRADEBOOK=str(tmp_path / "gradebook.db"),
+    )
     # the instructor's CIFAR features, stood in for by the tests' synthetic ones in the real file format
     from transformer_lab.features import save_feature_file
     from transformer_lab.set_anomaly import synthetic_features
 
     s = checkpoints.SYNTHETIC
-    feats, labels = synthetic_features(num_classes=s["num_classes"], per_class=20, dim=s["dim"], noise=s["noise"],
-                                       seed=s["seed"])
-    split = {"features": feats, "labels": labels, "input_sha256": "0" * 64, "input_shape": [len(feats), 32, 32, 3]}
+    feats, labels = synthetic_features(
+        num_classes=s["num_classes"], per_class=20, dim=s["dim"], noise=s["noise"], seed=s["seed"]
+    )
+    split = {
+        "features": feats,
+        "labels": labels,
+        "input_sha256": "0" * 64,
+        "input_shape": [len(feats), 32, 32, 3],
+    }
     save_feature_file(course / "data" / "cifar100_resnet34_imagenet.pt", {"test": split}, "imagenet")
     run = dict(blocks()["run"])
     ck = {f"{k}.ckpt": v for k, v in checkpoints.ensure().items()}
@@ -99,7 +115,11 @@ def test_the_guides_semester_runs(tmp_path):
     assert {k: float(r["total"]) for k, r in rows.items()} == {"alice": 25.0, "bob": 0.0}, log
     assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r["timestamp"]) for r in rows.values())
     assert (graded / "alice" / "feedback.html").is_file() and (graded / "scores.png").is_file()
-    assert list(csv.reader((graded / "lms_grades.csv").open())) == [["student_id", "score"], ["alice", "25"], ["bob", "0"]]
+    assert list(csv.reader((graded / "lms_grades.csv").open())) == [
+        ["student_id", "score"],
+        ["alice", "25"],
+        ["bob", "0"],
+    ]
 
     # bob resubmits (the solution, without checkpoints): only bob is graded again
     _submit("bob", tmp_path / "bob", env, catalog.load_source(), {})
@@ -116,4 +136,6 @@ def test_the_guides_semester_runs(tmp_path):
     one_part = {r["student_id"]: r for r in csv.DictReader((course / "scheduler-only" / "grades.csv").open())}
     assert {k: float(r["warmup_factor"]) for k, r in one_part.items()} == {"alice": 2.0, "bob": 2.0}
     assert {k: float(r["total"]) for k, r in one_part.items()} == {"alice": 2.0, "bob": 2.0}
-    assert torch.load(course / "data" / "cifar100_resnet34_imagenet.pt", weights_only=True)["splits"]  # untouched
+    assert torch.load(course / "data" / "cifar100_resnet34_imagenet.pt", weights_only=True)[
+        "splits"
+    ]  # untouched

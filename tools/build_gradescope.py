@@ -5,12 +5,12 @@
 
 The zip unpacks into ``/autograder/source``::
 
-    setup.sh, harden.sh            install the pinned stack (CPU torch), create the grading users, lock the bundle
+    setup.sh, harden.sh            install the pinned stack (CPU torch), make the grading users, lock all
     run_autograder                 Gradescope's entry point (absolute paths: Gradescope runs a copy of it)
     requirements*.txt              the versions this build was tested with
     bundle.env, manifest.json      the anomaly features it grades on; versions and hashes, for the instructor
     lib/lab_autograder, lib/transformer_lab    the grader and the reference it compares with
-    points/transformer_lab.ipynb   the student release: its nbgrader metadata gives the points (no solution in it)
+    points/transformer_lab.ipynb   the student release (no solution): its nbgrader metadata gives the points
     data/anomaly_test_features.pt  the instructor's features (only with --features)
 
 Nothing in it is readable by student code once ``harden.sh`` has run (see autograder/README.md).
@@ -31,8 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 GRADESCOPE = ROOT / "autograder" / "gradescope"
 RELEASE = ROOT / "release" / "transformer_lab" / "transformer_lab.ipynb"
 SOURCE = ROOT / "source" / "transformer_lab" / "transformer_lab.ipynb"
-PACKAGES = {"lab_autograder": ROOT / "autograder" / "lab_autograder",
-            "transformer_lab": ROOT / "reference" / "transformer_lab"}
+PACKAGES = {
+    "lab_autograder": ROOT / "autograder" / "lab_autograder",
+    "transformer_lab": ROOT / "reference" / "transformer_lab",
+}
 #: installed from download.pytorch.org's CPU index
 TORCH = ("torch", "torchvision")
 #: what the grader and the student's notebook import (the rest comes with them)
@@ -51,8 +53,9 @@ def _sha(data: bytes) -> str:
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -91,12 +94,18 @@ def files(features: Path | None) -> dict[str, bytes]:
         out[FEATURES_NAME] = _features(features)
         spec = FEATURES_NAME
     out["bundle.env"] = f"ANOMALY_FEATURES={spec}\n".encode()
-    out["manifest.json"] = json.dumps({
-        "commit": _commit(), "python_built_with": sys.version.split()[0],
-        "anomaly_features": spec, "features_sha256": _sha(out[FEATURES_NAME]) if features else "",
-        "source_notebook_sha256": _sha(SOURCE.read_bytes()) if SOURCE.is_file() else "",
-        "release_notebook_sha256": _sha(out["points/transformer_lab.ipynb"]),
-        "pins": [pin(d) for d in TORCH + RUNTIME]}, indent=1).encode()
+    out["manifest.json"] = json.dumps(
+        {
+            "commit": _commit(),
+            "python_built_with": sys.version.split()[0],
+            "anomaly_features": spec,
+            "features_sha256": _sha(out[FEATURES_NAME]) if features else "",
+            "source_notebook_sha256": _sha(SOURCE.read_bytes()) if SOURCE.is_file() else "",
+            "release_notebook_sha256": _sha(out["points/transformer_lab.ipynb"]),
+            "pins": [pin(d) for d in TORCH + RUNTIME],
+        },
+        indent=1,
+    ).encode()
     return out
 
 
@@ -117,19 +126,28 @@ def build(out_dir: Path, features: Path | None = None) -> Path:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--features", type=Path, help="the anomaly test features to grade on (.pt {feats, labels} "
-                                                   "or .npz); default: the notebook's quick-mode synthetic data")
+    ap.add_argument(
+        "--features",
+        type=Path,
+        help="the anomaly test features to grade on (.pt {feats, labels} "
+        "or .npz); default: the notebook's quick-mode synthetic data",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "gradescope")
     args = ap.parse_args(argv)
     if args.features is not None and not args.features.is_file():
         print(f"build_gradescope: no such features file: {args.features}", file=sys.stderr)
         return 2
     if args.features is None:
-        print("note: no FEATURES given: the anomaly checkpoint is graded on the notebook's quick-mode synthetic "
-              "features, which a model trained on CIFAR-100 does not pass; give FEATURES=path to grade on CIFAR")
+        print(
+            "note: no FEATURES given: the anomaly checkpoint is graded on the notebook's quick-mode "
+            "synthetic "
+            "features, which a model trained on CIFAR-100 does not pass; give FEATURES=path to grade on CIFAR"
+        )
     zpath = build(args.out, args.features)
-    print(f"wrote {zpath} ({zpath.stat().st_size / 2**20:.2f} MiB): upload it under Configure Autograder "
-          "(base image: Ubuntu 24.04)")
+    print(
+        f"wrote {zpath} ({zpath.stat().st_size / 2**20:.2f} MiB): upload it under Configure Autograder "
+        "(base image: Ubuntu 24.04)"
+    )
     return 0
 
 

@@ -90,9 +90,13 @@ def build_jail(jail: dict) -> None:
 
 
 def set_limits(cfg: dict) -> None:
-    limits = [(resource.RLIMIT_AS, int(cfg["memory_mb"]) * 2**20), (resource.RLIMIT_CPU, int(cfg["cpu_seconds"])),
-              (resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, int(cfg.get("fsize_mb", 256)) * 2**20),
-              (resource.RLIMIT_NOFILE, 1024)]
+    limits = [
+        (resource.RLIMIT_AS, int(cfg["memory_mb"]) * 2**20),
+        (resource.RLIMIT_CPU, int(cfg["cpu_seconds"])),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_FSIZE, int(cfg.get("fsize_mb", 256)) * 2**20),
+        (resource.RLIMIT_NOFILE, 1024),
+    ]
     if cfg.get("uid") is not None:
         limits.append((resource.RLIMIT_NPROC, int(cfg.get("nproc", 128))))
     for which, value in limits:

@@ -28,9 +28,16 @@ from .parts import PART_ORDER
 def _settings(args, out):
     from .grade import Settings
 
-    s = Settings(out=Path(out), jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory_mb, seed=args.seed,
-                 source=Path(args.source) if args.source else None, anomaly_features=args.anomaly_features,
-                 quiet=getattr(args, "quiet", False))
+    s = Settings(
+        out=Path(out),
+        jobs=args.jobs,
+        timeout=args.timeout,
+        memory_mb=args.memory_mb,
+        seed=args.seed,
+        source=Path(args.source) if args.source else None,
+        anomaly_features=args.anomaly_features,
+        quiet=getattr(args, "quiet", False),
+    )
     if args.timeout < 300:  # scale the inner limits down with a short outer one (tests, quick runs)
         s.cell_timeout = min(s.cell_timeout, max(5.0, args.timeout / 4))
         s.probe_timeout = min(s.probe_timeout, max(5.0, args.timeout / 4))
@@ -47,44 +54,86 @@ def print_table(out: Path, file=None) -> None:
     if not rows:
         return
     head = rows[0]
-    short = {"scaled_dot_product": "sdp", "multihead_attention": "mha", "encoder_block": "block",
-             "positional_encoding": "pe", "warmup_factor": "warmup", "reverse_loss": "rev_loss",
-             "train_reverse": "rev_train", "attention_plot": "attn_plot", "anomaly_loss": "an_loss",
-             "train_anomaly": "an_train", "prediction_view": "pred_view"}
+    short = {
+        "scaled_dot_product": "sdp",
+        "multihead_attention": "mha",
+        "encoder_block": "block",
+        "positional_encoding": "pe",
+        "warmup_factor": "warmup",
+        "reverse_loss": "rev_loss",
+        "train_reverse": "rev_train",
+        "attention_plot": "attn_plot",
+        "anomaly_loss": "an_loss",
+        "train_anomaly": "an_train",
+        "prediction_view": "pred_view",
+    }
     head = [short.get(h, h) for h in head]
     widths = [max(len(str(r[i])) for r in [head] + rows[1:]) for i in range(len(head))]
     for r in [head] + rows[1:]:
-        print("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))), file=file)
+        print(
+            "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))),
+            file=file,
+        )
 
 
 def _add_common(p):
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
-    p.add_argument("--timeout", type=float, default=300, help="wall-clock seconds per worker run (default 300)")
-    p.add_argument("--memory-mb", type=int, default=6144, help="address-space limit of the worker (default 6144; torch needs ~4000)")
-    p.add_argument("--seed", type=int, default=20240611, help="seed of the hidden inputs (default fixed: same inputs, same scores)")
-    p.add_argument("--source", help="source notebook whose nbgrader metadata gives the points "
-                                    "(default source/transformer_lab/transformer_lab.ipynb)")
-    p.add_argument("--anomaly-features", default=os.environ.get("LAB_AUTOGRADER_FEATURES"),
-                   help="test features for the anomaly checkpoint: .pt {feats, labels} or .npz, or 'synthetic[:SEED]' "
-                        "(default $LAB_AUTOGRADER_FEATURES)")
+    p.add_argument(
+        "--timeout", type=float, default=300, help="wall-clock seconds per worker run (default 300)"
+    )
+    p.add_argument(
+        "--memory-mb",
+        type=int,
+        default=6144,
+        help="address-space limit of the worker (default 6144; torch needs ~4000)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=20240611,
+        help="seed of the hidden inputs (default fixed: same inputs, same scores)",
+    )
+    p.add_argument(
+        "--source",
+        help="source notebook whose nbgrader metadata gives the points "
+        "(default source/transformer_lab/transformer_lab.ipynb)",
+    )
+    p.add_argument(
+        "--anomaly-features",
+        default=os.environ.get("LAB_AUTOGRADER_FEATURES"),
+        help="test features for the anomaly checkpoint: .pt {feats, labels} or .npz, or 'synthetic[:SEED]' "
+        "(default $LAB_AUTOGRADER_FEATURES)",
+    )
     p.add_argument("--parts", help="comma-separated subset of parts (default all)")
 
 
 def build_parser():
-    ap = argparse.ArgumentParser(prog="autograder", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="autograder", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("grade", help="grade submissions into OUT")
     g.add_argument("submissions", nargs="+", help="notebooks, or folders holding one (+ checkpoints/)")
-    g.add_argument("--out", required=True, help="output folder (results.json + feedback.md per submission, grades.csv)")
+    g.add_argument(
+        "--out", required=True, help="output folder (results.json + feedback.md per submission, grades.csv)"
+    )
     g.add_argument("--quiet", action="store_true")
-    g.add_argument("--assignment", default=ASSIGNMENT,
-                   help=f"the assignment folder inside nbgrader's submitted/<student>/ (default {ASSIGNMENT})")
+    g.add_argument(
+        "--assignment",
+        default=ASSIGNMENT,
+        help=f"the assignment folder inside nbgrader's submitted/<student>/ (default {ASSIGNMENT})",
+    )
     _add_common(g)
-    gs = sub.add_parser("gradescope", help="grade /autograder/submission into /autograder/results/results.json")
+    gs = sub.add_parser(
+        "gradescope", help="grade /autograder/submission into /autograder/results/results.json"
+    )
     gs.add_argument("--submission", default="/autograder/submission")
     gs.add_argument("--results", default="/autograder/results/results.json")
-    gs.add_argument("--metadata", default="/autograder/submission_metadata.json",
-                    help="Gradescope's submission metadata (the student's id and the submission time)")
+    gs.add_argument(
+        "--metadata",
+        default="/autograder/submission_metadata.json",
+        help="Gradescope's submission metadata (the student's id and the submission time)",
+    )
     _add_common(gs)
     t = sub.add_parser("table", help="print OUT/grades.csv")
     t.add_argument("out")

@@ -14,10 +14,18 @@ from .grade import DEFAULT_SOURCE, PROJECT_ROOT
 
 RELEASE = PROJECT_ROOT / "release" / "transformer_lab" / "transformer_lab.ipynb"
 BUGS = {
-    "bug_no_sqrt_dk": [("torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(d_k)", "torch.matmul(q, k.transpose(-2, -1))")],
+    "bug_no_sqrt_dk": [
+        ("torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(d_k)", "torch.matmul(q, k.transpose(-2, -1))")
+    ],
     "bug_pre_layernorm": [
-        ("x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)))", "x = x + self.dropout(self.self_attn(self.norm1(x), mask=mask))"),
-        ("x = self.norm2(x + self.dropout(self.linear_net(x)))", "x = x + self.dropout(self.linear_net(self.norm2(x)))"),
+        (
+            "x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)))",
+            "x = x + self.dropout(self.self_attn(self.norm1(x), mask=mask))",
+        ),
+        (
+            "x = self.norm2(x + self.dropout(self.linear_net(x)))",
+            "x = x + self.dropout(self.linear_net(self.norm2(x)))",
+        ),
     ],
 }
 

@@ -16,12 +16,15 @@ from pathlib import Path
 
 from . import parts as P
 
+
 def _intro(res: dict) -> str:
     feats = res["extra_data"].get("anomaly_features", {})
-    return ("Every part is checked by running your code on hidden inputs and comparing with the reference; "
-            f"trained checkpoints must reach {P.REVERSE_THRESHOLD:.0%} token accuracy (reverse) and "
-            f"{feats.get('threshold', P.ANOMALY_THRESHOLD):.0%} accuracy on test sets of "
-            f"{feats.get('described', 'the instructor’s features')} (set anomaly).")
+    return (
+        "Every part is checked by running your code on hidden inputs and comparing with the reference; "
+        f"trained checkpoints must reach {P.REVERSE_THRESHOLD:.0%} token accuracy (reverse) and "
+        f"{feats.get('threshold', P.ANOMALY_THRESHOLD):.0%} accuracy on test sets of "
+        f"{feats.get('described', 'the instructor’s features')} (set anomaly)."
+    )
 
 
 def _notes(res: dict) -> str:
@@ -33,9 +36,16 @@ def feedback_md(res: dict) -> str:
     """The student's report. Worker texts sit in code blocks, so the headings, the table and the
     one total are the grader's alone."""
     ex = res["extra_data"]
-    lines = [f"# Autograder feedback: {ex['submission']}", "",
-             f"**Total: {res['score']:g} / {ex['max_score']:g}**", "", _intro(res), "",
-             "| part | score | max |", "|---|---:|---:|"]
+    lines = [
+        f"# Autograder feedback: {ex['submission']}",
+        "",
+        f"**Total: {res['score']:g} / {ex['max_score']:g}**",
+        "",
+        _intro(res),
+        "",
+        "| part | score | max |",
+        "|---|---:|---:|",
+    ]
     lines += [f"| {t['name']} | {t['score']:g} | {t['max_score']:g} |" for t in res["tests"]]
     lines.append("")
     for t in res["tests"]:
@@ -49,18 +59,24 @@ def feedback_html(res: dict) -> str:
     """The same report as a standalone HTML page (for an LMS or nbgrader's ``feedback/`` folder)."""
     e = html.escape
     ex = res["extra_data"]
-    rows = "".join(f"<tr><td>{e(t['name'])}</td><td>{t['score']:g}</td><td>{t['max_score']:g}</td></tr>"
-                   for t in res["tests"])
-    parts = "".join(f"<h2>{e(t['name'])}: {t['score']:g} / {t['max_score']:g}</h2><pre>{e(t['output'])}</pre>"
-                    for t in res["tests"])
+    rows = "".join(
+        f"<tr><td>{e(t['name'])}</td><td>{t['score']:g}</td><td>{t['max_score']:g}</td></tr>"
+        for t in res["tests"]
+    )
+    parts = "".join(
+        f"<h2>{e(t['name'])}: {t['score']:g} / {t['max_score']:g}</h2><pre>{e(t['output'])}</pre>"
+        for t in res["tests"]
+    )
     notes = f"<h2>Notes</h2><pre>{e(_notes(res))}</pre>" if _notes(res) else ""
-    return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
-            f"<title>Autograder feedback: {e(ex['submission'])}</title>"
-            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}pre{background:#f6f6f6;"
-            "padding:.5em;white-space:pre-wrap}td,th{padding:.2em .8em;text-align:left}</style></head><body>"
-            f"<h1>Autograder feedback: {e(ex['submission'])}</h1>"
-            f"<p><strong>Total: {res['score']:g} / {ex['max_score']:g}</strong></p><p>{e(_intro(res))}</p>"
-            f"<table><tr><th>part</th><th>score</th><th>max</th></tr>{rows}</table>{parts}{notes}</body></html>\n")
+    return (
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+        f"<title>Autograder feedback: {e(ex['submission'])}</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}pre{background:#f6f6f6;"
+        "padding:.5em;white-space:pre-wrap}td,th{padding:.2em .8em;text-align:left}</style></head><body>"
+        f"<h1>Autograder feedback: {e(ex['submission'])}</h1>"
+        f"<p><strong>Total: {res['score']:g} / {ex['max_score']:g}</strong></p><p>{e(_intro(res))}</p>"
+        f"<table><tr><th>part</th><th>score</th><th>max</th></tr>{rows}</table>{parts}{notes}</body></html>\n"
+    )
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -89,9 +105,15 @@ def write_grades_csv(out: Path, part_order=P.PART_ORDER) -> Path:
     w.writerow(["student_id", "timestamp", *part_order, "total", "max"])
     for r in read_results(out):
         ex = r.get("extra_data", {})
-        w.writerow([ex.get("student_id", ex.get("submission", "?")), ex.get("timestamp", ""),
-                    *[f"{ex.get('parts', {}).get(p, 0):g}" for p in part_order],
-                    f"{r.get('score', 0):g}", f"{ex.get('max_score', 0):g}"])
+        w.writerow(
+            [
+                ex.get("student_id", ex.get("submission", "?")),
+                ex.get("timestamp", ""),
+                *[f"{ex.get('parts', {}).get(p, 0):g}" for p in part_order],
+                f"{r.get('score', 0):g}",
+                f"{ex.get('max_score', 0):g}",
+            ]
+        )
     path = Path(out) / "grades.csv"
     atomic_write(path, buf.getvalue())
     return path

@@ -23,28 +23,28 @@ from .feedback import atomic_write, feedback_html, feedback_md, write_grades_csv
 from .job import Job
 from .layout import Entry, expand
 from .notebook import NotebookError, cells_from_bytes, labeled_code_cells, points_from_source
+from .oracles import oracle_source
+from .registry import PARTS
 from .sandbox import UID_BASE, lease_slot, run_worker, sandbox_level
 from .submission import snapshot
 from .version import VERSION, code_fingerprint, file_sha256
 from .untrusted import Malformed, clean_text, load_output, MAX_OUTPUT_BYTES
 
 WORKER = Path(__file__).with_name("worker.py")
-ORACLE_DIR = Path(__file__).with_name("oracles")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SOURCE = PROJECT_ROOT / "source" / "transformer_lab" / "transformer_lab.ipynb"
 
 #: The worker runs in up to four stages, each a fresh process in a fresh jail. A part's plain
 #: probe runs in the first, which holds no correct stand-in at all; a later stage re-runs a part
 #: that lost points on stand-ins for the components below it, never for the part itself
-#: (oracles/README.md). A stage runs only when a part it would re-check is not at full marks.
+#: (oracles.py). A stage runs only when a part it would re-check is not at full marks.
 STAGES = (
     ("student", ()),
     ("iso_sdp", ("scaled_dot_product",)),
     ("iso_mha", ("scaled_dot_product", "multihead_attention")),
     ("iso_all", ("scaled_dot_product", "multihead_attention", "encoder", "positional_encoding")),
 )
-ISO_STAGE = {"multihead_attention": "iso_sdp", "encoder_block": "iso_mha", "reverse_loss": "iso_all",
-             "anomaly_loss": "iso_all", "train_reverse": "iso_all", "train_anomaly": "iso_all"}
+ISO_STAGE = {name: part.iso_stage for name, part in PARTS.items() if part.iso_stage}
 ISO_KEYS = re.compile(r"^(iso_|error_isolated$|error_iso_training$)")
 
 
@@ -52,8 +52,8 @@ ISO_KEYS = re.compile(r"^(iso_|error_isolated$|error_iso_training$)")
 class Settings:
     out: Path
     jobs: int = 1
-    timeout: float = 300.0          # wall clock per worker launch
-    memory_mb: int = 6144           # RLIMIT_AS of the worker (torch alone maps ~3.6 GB)
+    timeout: float = 300.0  # wall clock per worker launch
+    memory_mb: int = 6144  # RLIMIT_AS of the worker (torch alone maps ~3.6 GB)
     seed: int = 20240611
     source: Path | None = None
     anomaly_features: Path | str | None = None
@@ -73,6 +73,7 @@ def safe_name(s: str) -> str:
 @dataclass
 class Features:
     """The anomaly part's test features, where they came from, and what accuracy they demand."""
+
     feats: torch.Tensor | None
     labels: torch.Tensor | None
     spec: str
@@ -110,13 +111,17 @@ def load_features(spec) -> Features:
             feats, labels = torch.from_numpy(z["feats"]), torch.from_numpy(z["labels"])
     else:
         d = torch.load(spec, map_location="cpu", weights_only=True)
-        if isinstance(d, dict) and isinstance(d.get("splits"), dict):  # `transformer-lab features`' file: its test split
+        if isinstance(d, dict) and isinstance(
+            d.get("splits"), dict
+        ):  # `transformer-lab features`' file: its test split
             from transformer_lab.features import read_feature_file
 
             test = read_feature_file(spec)["splits"].get("test") or {}
             d = {"feats": test.get("features"), "labels": test.get("labels")}
             if d["feats"] is None or d["labels"] is None:
-                raise ValueError(f"{spec} has no labelled 'test' split; extract the CIFAR-100 test features into it")
+                raise ValueError(
+                    f"{spec} has no labelled 'test' split; extract the CIFAR-100 test features into it"
+                )
         if isinstance(d, dict):
             feats, labels = d.get("feats", d.get("test_feats")), d.get("labels", d.get("test_labels"))
         else:
@@ -129,13 +134,31 @@ def load_features(spec) -> Features:
 class Grader:
     def __init__(self, settings: Settings):
         self.s = settings
-        src = settings.source if settings.source is not None else (DEFAULT_SOURCE if DEFAULT_SOURCE.is_file() else None)
+        src = (
+            settings.source
+            if settings.source is not None
+            else (DEFAULT_SOURCE if DEFAULT_SOURCE.is_file() else None)
+        )
         self.points, self.points_origin = points_from_source(src)
         self.features = load_features(settings.anomaly_features)
         # what a score depends on besides the submission: regrade when any of it changes
-        self.identity = {"version": VERSION, "code_sha256": code_fingerprint(), "source_sha256": file_sha256(src)}
-        self.key = hashlib.sha256(json.dumps([self.identity, self.points, self.features.spec, self.features.sha256,
-                                              settings.seed, settings.parts]).encode()).hexdigest()[:16]
+        self.identity = {
+            "version": VERSION,
+            "code_sha256": code_fingerprint(),
+            "source_sha256": file_sha256(src),
+        }
+        self.key = hashlib.sha256(
+            json.dumps(
+                [
+                    self.identity,
+                    self.points,
+                    self.features.spec,
+                    self.features.sha256,
+                    settings.seed,
+                    settings.parts,
+                ]
+            ).encode()
+        ).hexdigest()[:16]
         self.identity["settings_sha256"] = self.key
         torch.set_num_threads(1)
         self.inputs = {part: P.INPUTS[part](settings.seed) for part in settings.parts}
@@ -143,12 +166,12 @@ class Grader:
         rev = P.reverse_eval_data(settings.seed)
         self.eval = {"train_reverse": (rev, rev.flip(-1)), "train_anomaly": (None, None)}
         if self.features.feats is not None:
-            self.eval["train_anomaly"] = P.anomaly_eval_sets(self.features.feats, self.features.labels, 1000,
-                                                            settings.seed)
+            self.eval["train_anomaly"] = P.anomaly_eval_sets(
+                self.features.feats, self.features.labels, 1000, settings.seed
+            )
         buf = io.BytesIO()
         torch.save(self.inputs, buf)
         self.inputs_bytes = buf.getvalue()
-        self.oracle_src = {p.stem: p.read_text() for p in ORACLE_DIR.glob("*.py")}
         self.level = sandbox_level()
         self.base = None
         self.redact: tuple[str, ...] = ()
@@ -161,16 +184,33 @@ class Grader:
         pts = self._points(part)
         try:
             if part == "train_anomaly":
-                return P.grade_train_anomaly(self.inputs[part], out, pts, trusted[part], self.features.threshold,
-                                             self.features.described)
+                return P.grade_train_anomaly(
+                    self.inputs[part],
+                    out,
+                    pts,
+                    trusted[part],
+                    self.features.threshold,
+                    self.features.described,
+                )
             if part == "train_reverse":
                 return P.grade_train_reverse(self.inputs[part], out, pts, trusted[part])
             return P.GRADERS[part](self.inputs[part], out, pts)
         except Exception as e:  # noqa: BLE001 - outputs of unexpected types earn nothing
             if os.environ.get("LAB_AUTOGRADER_DEBUG"):
                 traceback.print_exc()
-            return P.PartResult(part, pts, [P.Check("outputs could be checked", 1.0, False,
-                                                    "tensors of the expected kind", f"{type(e).__name__}: {str(e)[:200]}")])
+            return P.PartResult(
+                part,
+                pts,
+                [
+                    P.Check(
+                        "outputs could be checked",
+                        1.0,
+                        False,
+                        "tensors of the expected kind",
+                        f"{type(e).__name__}: {str(e)[:200]}",
+                    )
+                ],
+            )
 
     def _lost_in_worker(self, part, outputs, trusted) -> bool:
         """Whether ``part`` failed a check decided from the worker's outputs (not the grader's own)."""
@@ -212,14 +252,31 @@ class Grader:
         cells, labels = [src for _, src in labeled], [label for label, _ in labeled]
         remaining, outputs = list(probes), {}
         while remaining and meta["launches"] < self.s.max_launches and meta["worker_seconds"] < budget:
-            job.put("job.json", json.dumps({
-                "cells": cells, "labels": labels, "probes": remaining, "skip_cells": skip, "hung": sorted(hung),
-                "depends": P.DEPENDS,
-                "cell_timeout": self.s.cell_timeout, "probe_timeout": self.s.probe_timeout,
-                "train_probe_timeout": self.s.train_probe_timeout}).encode())
+            job.put(
+                "job.json",
+                json.dumps(
+                    {
+                        "cells": cells,
+                        "labels": labels,
+                        "probes": remaining,
+                        "skip_cells": skip,
+                        "hung": sorted(hung),
+                        "depends": P.DEPENDS,
+                        "cell_timeout": self.s.cell_timeout,
+                        "probe_timeout": self.s.probe_timeout,
+                        "train_probe_timeout": self.s.train_probe_timeout,
+                    }
+                ).encode(),
+            )
             paths, log = job.new_launch(ckpts)
-            res = run_worker(job.dir, paths, slot=self.slot_of(job), timeout=self.s.timeout,
-                             memory_mb=self.s.memory_mb, log_path=log)
+            res = run_worker(
+                job.dir,
+                paths,
+                slot=self.slot_of(job),
+                timeout=self.s.timeout,
+                memory_mb=self.s.memory_mb,
+                log_path=log,
+            )
             meta["launches"] += 1
             meta["worker_seconds"] += res.seconds
             got = self._read_launch(job, paths["out"], ["_cells", "_timings"] + [p for p, _ in remaining])
@@ -229,12 +286,21 @@ class Grader:
             for k in ("import_seconds", "cells_seconds"):
                 if isinstance(cells_out.get(k), float):
                     meta["timings"][f"{stage}_{k}"] = round(cells_out[k], 2)
-            meta["timings"].update({f"{stage}_{k}": round(v, 2) for k, v in got.pop("_timings", {}).items()
-                                    if isinstance(v, float)})
+            meta["timings"].update(
+                {
+                    f"{stage}_{k}": round(v, 2)
+                    for k, v in got.pop("_timings", {}).items()
+                    if isinstance(v, float)
+                }
+            )
             progress = self._progress(job, paths["out"])
-            done = {line.split()[1] for line in progress if line.startswith("part ") and line.endswith(" done")}
+            done = {
+                line.split()[1] for line in progress if line.startswith("part ") and line.endswith(" done")
+            }
             for part, variant in list(remaining):
-                if part in got and part in done:  # a file left by a launch that died before the part is ignored
+                if (
+                    part in got and part in done
+                ):  # a file left by a launch that died before the part is ignored
                     outputs[part] = got[part]
                     remaining.remove([part, variant])
             if not remaining:
@@ -255,22 +321,28 @@ class Grader:
                     break
                 skip.append(i)
                 label = labels[i]
-                notes.append(f"the worker {why} while running cell {label} of the notebook; "
-                             "that cell was skipped and the notebook run again")
+                notes.append(
+                    f"the worker {why} while running cell {label} of the notebook; "
+                    "that cell was skipped and the notebook run again"
+                )
             elif started and started.startswith("part "):
                 p = started.split()[1]
                 hit = [pv for pv in remaining if pv[0] == p]
                 if not hit:
                     break
-                outputs[p] = {"error_probe": f"the worker {why} while checking this part (an infinite loop, "
-                                             "a memory bomb or an exit in your code?)"}
+                outputs[p] = {
+                    "error_probe": f"the worker {why} while checking this part (an infinite loop, "
+                    "a memory bomb or an exit in your code?)"
+                }
                 remaining.remove(hit[0])
                 hung.add(p)
             else:
                 notes.append(f"the worker {why} before running the notebook: {res.log_tail[-300:].strip()}")
                 break
         for part, _ in remaining:
-            outputs[part] = {"error_probe": "not checked: the notebook's code stopped every attempt to run it"}
+            outputs[part] = {
+                "error_probe": "not checked: the notebook's code stopped every attempt to run it"
+            }
         return outputs
 
     def slot_of(self, job: Job) -> int:
@@ -289,14 +361,20 @@ class Grader:
                 if stage == "student":
                     probes = [[p, "student"] for p in self.s.parts]
                 else:  # re-check a part on stand-ins only if it lost points a part below it may have caused
-                    probes = [[p, "iso"] for p in self.s.parts if ISO_STAGE.get(p) == stage
-                              and self._lost_in_worker(p, outputs, trusted)
-                              and any(d not in outputs or d in hung or self._lost_in_worker(d, outputs, trusted)
-                                      for d in P.DEPENDS[p])]
+                    probes = [
+                        [p, "iso"]
+                        for p in self.s.parts
+                        if ISO_STAGE.get(p) == stage
+                        and self._lost_in_worker(p, outputs, trusted)
+                        and any(
+                            d not in outputs or d in hung or self._lost_in_worker(d, outputs, trusted)
+                            for d in P.DEPENDS[p]
+                        )
+                    ]
                 if not probes:
                     continue
                 if oracles:
-                    job.put("oracles.py", "\n\n".join(self.oracle_src[o] for o in oracles).encode())
+                    job.put("oracles.py", oracle_source(oracles).encode())
                 else:
                     job.drop("oracles.py")
                 meta["stages"].append(stage)
@@ -323,7 +401,9 @@ class Grader:
         labeled = None
         if sub.notebook is not None:
             try:
-                labeled = labeled_code_cells(cells=cells_from_bytes(sub.notebook, Path(sub.notebook_name).name))
+                labeled = labeled_code_cells(
+                    cells=cells_from_bytes(sub.notebook, Path(sub.notebook_name).name)
+                )
             except NotebookError as e:
                 notes.append(str(e))
         trusted = self._trusted(sub.checkpoints)
@@ -334,8 +414,20 @@ class Grader:
         results = {}
         for part in self.s.parts:
             if labeled is None:
-                results[part] = P.PartResult(part, self._points(part), [P.Check(
-                    "notebook graded", 1.0, False, "a readable notebook", notes[0] if notes else "not run", "")])
+                results[part] = P.PartResult(
+                    part,
+                    self._points(part),
+                    [
+                        P.Check(
+                            "notebook graded",
+                            1.0,
+                            False,
+                            "a readable notebook",
+                            notes[0] if notes else "not run",
+                            "",
+                        )
+                    ],
+                )
                 continue
             out = outputs.get(part, {"error_probe": "not run"})
             pr = self._grade_part(part, out, trusted)
@@ -364,29 +456,65 @@ class Grader:
                         lines.append(f"    hint: {c.hint}")
             if pr.note:
                 lines.append(f"note: {self._text(pr.note, 1200)}")
-            tests.append({"name": f"{P.TITLES[part]} (test_{part})", "number": str(i), "score": pr.score,
-                          "max_score": float(pr.points), "status": "passed" if pr.score >= pr.points else "failed",
-                          "output": "\n".join(lines), "output_format": "text", "visibility": "visible", "tags": [part]})
+            tests.append(
+                {
+                    "name": f"{P.TITLES[part]} (test_{part})",
+                    "number": str(i),
+                    "score": pr.score,
+                    "max_score": float(pr.points),
+                    "status": "passed" if pr.score >= pr.points else "failed",
+                    "output": "\n".join(lines),
+                    "output_format": "text",
+                    "visibility": "visible",
+                    "tags": [part],
+                }
+            )
         total = round(sum(t["score"] for t in tests), 4)
         maximum = float(sum(t["max_score"] for t in tests))
-        summary = [f"{name}: {total:g} / {maximum:g} points"] + [f"note: {self._text(n, 600)}" for n in notes[:20]]
+        summary = [f"{name}: {total:g} / {maximum:g} points"] + [
+            f"note: {self._text(n, 600)}" for n in notes[:20]
+        ]
         if meta.get("cell_errors"):
-            summary.append("errors while running the notebook's cells (the autograder went on):\n"
-                           + self._text(meta["cell_errors"], 3000))
+            summary.append(
+                "errors while running the notebook's cells (the autograder went on):\n"
+                + self._text(meta["cell_errors"], 3000)
+            )
         f = self.features
         entry = meta.get("entry")
-        extra = {"submission": name, "student_id": entry.student_id if entry else name,
-                 "timestamp": entry.timestamp if entry else "", "content_sha256": meta.get("content_sha256", ""),
-                 "grader": self.identity, "max_score": maximum, "parts": {p: r.score for p, r in results.items()},
-                 "sandbox": self.level, "points_from": self.points_origin, "seed": self.s.seed,
-                 "anomaly_features": {"spec": f.spec, "described": f.described, "sha256": f.sha256,
-                                      "threshold": f.threshold},
-                 "checkpoints_sha256": meta.get("checkpoints", {}), "stages": meta.get("stages", []),
-                 "launches": meta.get("launches", 0), "worker_seconds": round(meta.get("worker_seconds", 0), 2),
-                 "timings": meta.get("timings", {})}
-        return {"score": total, "execution_time": round(seconds, 2), "output": "\n".join(summary),
-                "output_format": "text", "test_output_format": "text", "visibility": "visible",
-                "stdout_visibility": "hidden", "tests": tests, "extra_data": extra}
+        extra = {
+            "submission": name,
+            "student_id": entry.student_id if entry else name,
+            "timestamp": entry.timestamp if entry else "",
+            "content_sha256": meta.get("content_sha256", ""),
+            "grader": self.identity,
+            "max_score": maximum,
+            "parts": {p: r.score for p, r in results.items()},
+            "sandbox": self.level,
+            "points_from": self.points_origin,
+            "seed": self.s.seed,
+            "anomaly_features": {
+                "spec": f.spec,
+                "described": f.described,
+                "sha256": f.sha256,
+                "threshold": f.threshold,
+            },
+            "checkpoints_sha256": meta.get("checkpoints", {}),
+            "stages": meta.get("stages", []),
+            "launches": meta.get("launches", 0),
+            "worker_seconds": round(meta.get("worker_seconds", 0), 2),
+            "timings": meta.get("timings", {}),
+        }
+        return {
+            "score": total,
+            "execution_time": round(seconds, 2),
+            "output": "\n".join(summary),
+            "output_format": "text",
+            "test_output_format": "text",
+            "visibility": "visible",
+            "stdout_visibility": "hidden",
+            "tests": tests,
+            "extra_data": extra,
+        }
 
 
 def _previous(path: Path) -> dict:
@@ -409,7 +537,10 @@ def _plan(grader: "Grader", entries: list[Entry], out: Path, log) -> list[tuple[
         prev = _previous(out / name / "results.json")
         if prev:
             content = snapshot(entry.path, name).content_sha256()
-            if prev.get("content_sha256") == content and prev.get("grader", {}).get("settings_sha256") == grader.key:
+            if (
+                prev.get("content_sha256") == content
+                and prev.get("grader", {}).get("settings_sha256") == grader.key
+            ):
                 same.append(name)
                 continue
             changed.append(name)
@@ -418,12 +549,16 @@ def _plan(grader: "Grader", entries: list[Entry], out: Path, log) -> list[tuple[
         if same:
             log(f"{len(same)} unchanged since graded in {out} (skipped)")
         if changed:
-            log(f"{len(changed)} changed since graded (a new submission, or new grader/settings): graded again")
+            log(
+                f"{len(changed)} changed since graded (a new submission, or new grader/settings): graded "
+                "again"
+            )
     return todo
 
 
 def grade_all(submissions: list[Path | Entry], settings: Settings, log=print) -> list[dict]:
-    """Grade ``submissions`` into ``settings.out``: per student results.json, feedback.md/.html; grades.csv."""
+    """Grade ``submissions`` into ``settings.out``: per student results.json and feedback.md/.html,
+    then grades.csv."""
     entries = [s for s in submissions if isinstance(s, Entry)]
     entries += expand([Path(s) for s in submissions if not isinstance(s, Entry)])
     out = Path(settings.out)
@@ -433,15 +568,32 @@ def grade_all(submissions: list[Path | Entry], settings: Settings, log=print) ->
     tmp_root = os.environ.get("LAB_AUTOGRADER_TMP") or None
     grader.base = tempfile.mkdtemp(prefix="lab_autograder_", dir=tmp_root)
     os.chmod(grader.base, 0o711)
-    grader.redact = tuple(sorted({str(p) for p in [out.resolve(), Path(grader.base), PROJECT_ROOT, Path(os.sys.prefix),
-                                                   *[e.path.resolve().parent for e in entries]]},
-                                 key=len, reverse=True))
+    grader.redact = tuple(
+        sorted(
+            {
+                str(p)
+                for p in [
+                    out.resolve(),
+                    Path(grader.base),
+                    PROJECT_ROOT,
+                    Path(os.sys.prefix),
+                    *[e.path.resolve().parent for e in entries],
+                ]
+            },
+            key=len,
+            reverse=True,
+        )
+    )
     todo = _plan(grader, entries, out, log)
     if not settings.quiet:
-        log(f"grading {len(todo)} submission(s), {settings.jobs} at a time; sandbox: {grader.level}; "
-            f"points from {grader.points_origin}")
+        log(
+            f"grading {len(todo)} submission(s), {settings.jobs} at a time; sandbox: {grader.level}; "
+            f"points from {grader.points_origin}"
+        )
         f = grader.features
-        log(f"anomaly part graded on {f.described} (--anomaly-features {f.spec}), threshold {f.threshold:.0%}")
+        log(
+            f"anomaly part graded on {f.described} (--anomaly-features {f.spec}), threshold {f.threshold:.0%}"
+        )
     results = []
 
     def one(item):
@@ -450,16 +602,30 @@ def grade_all(submissions: list[Path | Entry], settings: Settings, log=print) ->
             res = grader.grade_submission(entry, name)
         except Exception as e:  # noqa: BLE001 - one broken submission never stops the batch
             traceback.print_exc()
-            res = grader._results_json(name, {p: P.PartResult(p, grader.points.get(p, 0), [P.Check(
-                "graded", 1.0, False, "", f"internal error: {type(e).__name__}: {e}", "")]) for p in settings.parts},
-                [f"internal autograder error: {e}"], {"entry": entry}, 0.0)
+            res = grader._results_json(
+                name,
+                {
+                    p: P.PartResult(
+                        p,
+                        grader.points.get(p, 0),
+                        [P.Check("graded", 1.0, False, "", f"internal error: {type(e).__name__}: {e}", "")],
+                    )
+                    for p in settings.parts
+                },
+                [f"internal autograder error: {e}"],
+                {"entry": entry},
+                0.0,
+            )
         d = out / name
         d.mkdir(exist_ok=True)
         atomic_write(d / "feedback.md", feedback_md(res))
         atomic_write(d / "feedback.html", feedback_html(res))
         atomic_write(d / "results.json", json.dumps(res, indent=1))
         if not settings.quiet:
-            log(f"  {name}: {res['score']:g} / {res['extra_data']['max_score']:g}  ({res['execution_time']:.0f} s)")
+            log(
+                f"  {name}: {res['score']:g} / {res['extra_data']['max_score']:g}  "
+                f"({res['execution_time']:.0f} s)"
+            )
         return res
 
     t0 = time.monotonic()
@@ -471,8 +637,17 @@ def grade_all(submissions: list[Path | Entry], settings: Settings, log=print) ->
             shutil.rmtree(grader.base, ignore_errors=True)
         write_grades_csv(out)
         # the grading process's own peak memory (workers not included: each has its RLIMIT_AS)
-        atomic_write(out / "run.json", json.dumps({
-            "graded": len(todo), "seconds": round(time.monotonic() - t0, 2), "jobs": settings.jobs,
-            "sandbox": grader.level, "grader": grader.identity,
-            "grader_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
+        atomic_write(
+            out / "run.json",
+            json.dumps(
+                {
+                    "graded": len(todo),
+                    "seconds": round(time.monotonic() - t0, 2),
+                    "jobs": settings.jobs,
+                    "sandbox": grader.level,
+                    "grader": grader.identity,
+                    "grader_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                }
+            ),
+        )
     return results

@@ -48,7 +48,8 @@ class Job:
             pass
 
     def new_launch(self, checkpoints: dict[str, bytes]) -> tuple[dict[str, Path], Path]:
-        """Fresh ``work-N`` (with the notebook's ``checkpoints/``) and ``out-N``; returns paths and the log path."""
+        """Fresh ``work-N`` (with the notebook's ``checkpoints/``) and ``out-N``; returns the paths and
+        the log's path."""
         self.launches += 1
         n = self.launches
         work, out = self.dir / f"work-{n}", self.dir / f"out-{n}"

@@ -22,6 +22,7 @@ _MAX_TIMESTAMP_BYTES = 200
 @dataclass(frozen=True)
 class Entry:
     """One submission to grade and the identity it is graded under."""
+
     path: Path
     student_id: str
     timestamp: str = ""
@@ -47,9 +48,14 @@ def _course_students(root: Path, assignment: str) -> list[Path]:
     """``root/<student>/<assignment>/`` folders when ``root`` is nbgrader's ``submitted/`` folder."""
     if not root.is_dir() or root.is_symlink() or any(root.glob("*.ipynb")):
         return []
-    return sorted(d / assignment for d in root.iterdir()
-                  if d.is_dir() and not d.is_symlink() and (d / assignment).is_dir()
-                  and not (d / assignment).is_symlink())
+    return sorted(
+        d / assignment
+        for d in root.iterdir()
+        if d.is_dir()
+        and not d.is_symlink()
+        and (d / assignment).is_dir()
+        and not (d / assignment).is_symlink()
+    )
 
 
 def expand(paths: list[Path], assignment: str = ASSIGNMENT) -> list[Entry]:
@@ -76,7 +82,9 @@ def gradescope_entry(submission: Path, metadata: Path) -> Entry:
     student, when = "submission", ""
     try:
         meta = json.loads(Path(metadata).read_text())
-        users = [str(u.get("id") or u.get("email") or "") for u in meta.get("users", []) if isinstance(u, dict)]
+        users = [
+            str(u.get("id") or u.get("email") or "") for u in meta.get("users", []) if isinstance(u, dict)
+        ]
         student = "+".join(u for u in users if u) or student
         when = str(meta.get("created_at") or "")[:64]
     except (OSError, ValueError, AttributeError):

@@ -25,7 +25,8 @@ def _source(cell) -> str:
 
 
 def strip_magics(src: str) -> str:
-    """Drop IPython line magics and shell escapes (``%...``, ``!...``); run the body of ``%%time``-like cells."""
+    """Drop IPython line magics and shell escapes (``%...``, ``!...``); run the body of
+    ``%%time``-like cells."""
     lines = src.splitlines()
     if lines and lines[0].lstrip().startswith("%%"):
         name = lines[0].lstrip()[2:].split()[0] if lines[0].strip() != "%%" else ""
@@ -53,8 +54,11 @@ def read_cells(path: Path) -> list[dict]:
     except OSError as e:
         raise NotebookError(f"cannot read {path.name}: {e.strerror}") from None
     if size > MAX_NOTEBOOK_BYTES:
-        raise NotebookError(f"{path.name} is {size / 2**20:.0f} MiB; notebooks over {MAX_NOTEBOOK_BYTES // 2**20} MiB are refused "
-                            "(clear the outputs before submitting)")
+        raise NotebookError(
+            f"{path.name} is {size / 2**20:.0f} MiB; notebooks over {MAX_NOTEBOOK_BYTES // 2**20} MiB are "
+            "refused "
+            "(clear the outputs before submitting)"
+        )
     return cells_from_bytes(path.read_bytes(), path.name)
 
 
@@ -64,7 +68,9 @@ def cells_from_bytes(raw: bytes, name: str) -> list[dict]:
         nb = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         why = "nested too deeply" if isinstance(e, RecursionError) else f"JSON error: {e}"
-        raise NotebookError(f"{name} is not a valid notebook ({why}); open it in Jupyter and save it again") from None
+        raise NotebookError(
+            f"{name} is not a valid notebook ({why}); open it in Jupyter and save it again"
+        ) from None
     try:  # normalise old formats when nbformat can; fall back to the raw JSON
         import nbformat
 

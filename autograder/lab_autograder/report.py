@@ -1,6 +1,6 @@
 """A class summary of a grading run: per-part score histograms (PNG) and a gradebook CSV for an LMS.
 
-    autograder report OUT      ->  OUT/scores.png, OUT/lms_grades.csv, and a per-part table on stdout
+autograder report OUT      ->  OUT/scores.png, OUT/lms_grades.csv, and a per-part table on stdout
 """
 
 from __future__ import annotations
@@ -18,9 +18,14 @@ def class_scores(out: Path) -> tuple[list[dict], dict[str, float]]:
     rows, maxima = [], {}
     for r in read_results(out):
         ex = r.get("extra_data", {})
-        rows.append({"student_id": str(ex.get("student_id", ex.get("submission", "?"))),
-                     "total": float(r.get("score", 0)), "max": float(ex.get("max_score", 0)),
-                     "parts": {p: float(v) for p, v in ex.get("parts", {}).items()}})
+        rows.append(
+            {
+                "student_id": str(ex.get("student_id", ex.get("submission", "?"))),
+                "total": float(r.get("score", 0)),
+                "max": float(ex.get("max_score", 0)),
+                "parts": {p: float(v) for p, v in ex.get("parts", {}).items()},
+            }
+        )
         for t in r.get("tests", []):
             part = (t.get("tags") or [None])[0]
             if part in P.TITLES:
@@ -46,7 +51,9 @@ def plot_histograms(rows: list[dict], maxima: dict[str, float], path: Path) -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(P.TITLES[p], [r["parts"].get(p, 0.0) for r in rows], maxima[p]) for p in P.PART_ORDER if p in maxima]
+    panels = [
+        (P.TITLES[p], [r["parts"].get(p, 0.0) for r in rows], maxima[p]) for p in P.PART_ORDER if p in maxima
+    ]
     panels.append(("total", [r["total"] for r in rows], max((r["max"] for r in rows), default=0.0)))
     cols = 4
     nrows = (len(panels) + cols - 1) // cols
@@ -57,7 +64,7 @@ def plot_histograms(rows: list[dict], maxima: dict[str, float], path: Path) -> P
         ax.set_title(f"{title} (max {top:g})", fontsize=9)
         ax.set_xlabel("points", fontsize=8)
         ax.set_ylabel("students", fontsize=8)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.suptitle(f"{len(rows)} submissions")
     fig.tight_layout()
@@ -87,5 +94,8 @@ def write_report(out: Path) -> dict:
     rows, maxima = class_scores(out)
     if not rows:
         raise FileNotFoundError(f"no results.json under {out}: run `autograder grade ... --out {out}` first")
-    return {"png": plot_histograms(rows, maxima, out / "scores.png"),
-            "lms_csv": write_lms_csv(rows, out / "lms_grades.csv"), "summary": summary_lines(rows, maxima)}
+    return {
+        "png": plot_histograms(rows, maxima, out / "scores.png"),
+        "lms_csv": write_lms_csv(rows, out / "lms_grades.csv"),
+        "summary": summary_lines(rows, maxima),
+    }

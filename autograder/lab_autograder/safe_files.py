@@ -37,7 +37,8 @@ def _is_link_at(dir_fd: int, name: str) -> bool:
 
 
 def read_at(dir_fd: int, name: str, cap: int, owner: int | None = None) -> bytes:
-    """The bytes of regular file ``name`` in the folder ``dir_fd``; refuses links, others' files, size > cap."""
+    """The bytes of regular file ``name`` in the folder ``dir_fd``; refuses links, others' files
+    and files over ``cap``."""
     try:
         fd = os.open(name, _FILE, dir_fd=dir_fd)
     except OSError as e:
@@ -100,7 +101,8 @@ def write_new(path: Path, data: bytes, mode: int = 0o640, gid: int | None = None
 
 
 def remove_tree(path: Path) -> None:
-    """Delete a folder a worker may have filled with links: ``shutil.rmtree`` uses fds and never follows them."""
+    """Delete a folder a worker may have filled with links: ``shutil.rmtree`` walks by file
+    descriptor and never follows one."""
     assert shutil.rmtree.avoids_symlink_attacks
     shutil.rmtree(path, ignore_errors=True)
 

@@ -37,7 +37,17 @@ LAUNCHER = Path(__file__).with_name("_launch.py")
 UID_BASE = 61000
 #: job slots per machine: slot ``k`` runs as uid ``UID_BASE + k``, leased by one grading job at a time
 MAX_SLOTS = 64
-_UNSHARE = ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc"]
+_UNSHARE = [
+    "unshare",
+    "--mount",
+    "--pid",
+    "--net",
+    "--ipc",
+    "--uts",
+    "--fork",
+    "--kill-child",
+    "--mount-proc",
+]
 
 
 @functools.lru_cache(maxsize=1)
@@ -59,7 +69,8 @@ def sandbox_level() -> str:
 def _lock_dir() -> Path:
     """Root's own folder of slot locks (``/run/lab-autograder``, mode 0700): no worker can reach it."""
     for d in ([Path("/run/lab-autograder")] if os.geteuid() == 0 else []) + [
-            Path(tempfile.gettempdir()) / f"lab-autograder-locks-{os.geteuid()}"]:
+        Path(tempfile.gettempdir()) / f"lab-autograder-locks-{os.geteuid()}"
+    ]:
         try:
             d.mkdir(mode=0o700, exist_ok=True)
             st = os.lstat(d)
@@ -106,7 +117,9 @@ def _kill_uid(uid: int) -> None:
     """Kill every process of ``uid`` (a process running as that uid sends ``kill(-1, SIGKILL)``)."""
     if os.geteuid() != 0:
         return
-    code = f"import os,signal; os.setgroups([]); os.setgid({uid}); os.setuid({uid}); os.kill(-1, signal.SIGKILL)"
+    code = (
+        f"import os,signal; os.setgroups([]); os.setgid({uid}); os.setuid({uid}); os.kill(-1, signal.SIGKILL)"
+    )
     try:
         subprocess.run([sys.executable, "-I", "-c", code], timeout=10, capture_output=True)
     except (OSError, subprocess.SubprocessError):
@@ -116,8 +129,14 @@ def _kill_uid(uid: int) -> None:
 #: top-level system folders bound read-only into the jail (links are recreated as links)
 SYSTEM = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 #: single host files the worker's libraries read (the loader cache, fonts, CPU features for torch)
-HOST_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/fonts", "/etc/localtime",
-              "/proc/cpuinfo")
+HOST_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/fonts",
+    "/etc/localtime",
+    "/proc/cpuinfo",
+)
 VENV_VIEW = "/opt/venv"
 JOB_VIEW = {"in": "/job/in", "work": "/job/work", "out": "/job/out"}
 
@@ -147,21 +166,41 @@ def _jail(root: Path, paths: dict, uid: int) -> tuple[dict, str]:
         views.append((os.path.realpath(sys.prefix), VENV_VIEW))
         python = f"{VENV_VIEW}/bin/{Path(sys.executable).name}"
     # a non-editable install puts the reference solution among the packages: an empty folder over it
-    masks = [view + pkg[len(host):] for pkg in grader_packages() for host, view in views if _inside(pkg, host)]
+    masks = [
+        view + pkg[len(host) :] for pkg in grader_packages() for host, view in views if _inside(pkg, host)
+    ]
     binds += [[f, f, False] for f in HOST_FILES if os.path.exists(f)]
-    binds += [[str(paths["in"]), JOB_VIEW["in"], False], [str(paths["work"]), JOB_VIEW["work"], True],
-              [str(paths["out"]), JOB_VIEW["out"], True]]
-    passwd = (f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
-              f"student:x:{uid}:{uid}:student:{JOB_VIEW['work']}:/usr/sbin/nologin\n")
-    jail = {"root": str(root), "system": list(SYSTEM), "binds": binds, "masks": masks,
-            "tmpfs": [["/tmp", "size=256m,mode=1777"], ["/var/tmp", "size=64m,mode=1777"],
-                      ["/dev/shm", "size=64m,mode=1777"]],
-            "files": {"/etc/passwd": passwd, "/etc/group": f"root:x:0:\nstudent:x:{uid}:\n",
-                      "/etc/hostname": "sandbox\n"}}
+    binds += [
+        [str(paths["in"]), JOB_VIEW["in"], False],
+        [str(paths["work"]), JOB_VIEW["work"], True],
+        [str(paths["out"]), JOB_VIEW["out"], True],
+    ]
+    passwd = (
+        f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+        f"student:x:{uid}:{uid}:student:{JOB_VIEW['work']}:/usr/sbin/nologin\n"
+    )
+    jail = {
+        "root": str(root),
+        "system": list(SYSTEM),
+        "binds": binds,
+        "masks": masks,
+        "tmpfs": [
+            ["/tmp", "size=256m,mode=1777"],
+            ["/var/tmp", "size=64m,mode=1777"],
+            ["/dev/shm", "size=64m,mode=1777"],
+        ],
+        "files": {
+            "/etc/passwd": passwd,
+            "/etc/group": f"root:x:0:\nstudent:x:{uid}:\n",
+            "/etc/hostname": "sandbox\n",
+        },
+    }
     return jail, python
 
 
-def run_worker(job_dir: Path, paths: dict, *, slot: int, timeout: float, memory_mb: int, log_path: Path) -> RunResult:
+def run_worker(
+    job_dir: Path, paths: dict, *, slot: int, timeout: float, memory_mb: int, log_path: Path
+) -> RunResult:
     """Run ``IN/worker.py IN WORK OUT`` sandboxed; the wall-clock ``timeout`` kills the whole job.
 
     ``paths``: the job's ``in`` (root-owned, read-only for the worker), ``work`` and ``out``
@@ -179,14 +218,31 @@ def run_worker(job_dir: Path, paths: dict, *, slot: int, timeout: float, memory_
         view = {k: str(v) for k, v in paths.items()}
         tmp = os.path.join(view["work"], "tmp")
     env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": view["work"], "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": os.path.join(view["work"], ".mpl"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-        "NBGRADER_EXECUTION": "autograde", "TL_QUICK": "1", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-        "CUDA_VISIBLE_DEVICES": "", "LANG": "C.UTF-8", "TMPDIR": tmp, "USER": "student",
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": view["work"],
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": os.path.join(view["work"], ".mpl"),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "NBGRADER_EXECUTION": "autograde",
+        "TL_QUICK": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "LANG": "C.UTF-8",
+        "TMPDIR": tmp,
+        "USER": "student",
     }
     argv = [python, "-I", os.path.join(view["in"], "worker.py"), view["in"], view["work"], view["out"]]
-    cfg = {"jail": jail, "uid": uid, "memory_mb": memory_mb, "cpu_seconds": int(timeout) + 5, "env": env,
-           "cwd": view["work"], "argv": argv}
+    cfg = {
+        "jail": jail,
+        "uid": uid,
+        "memory_mb": memory_mb,
+        "cpu_seconds": int(timeout) + 5,
+        "env": env,
+        "cwd": view["work"],
+        "argv": argv,
+    }
     cmd = [sys.executable, "-I", str(LAUNCHER), json.dumps(cfg)]
     if level == "namespaces":
         cmd = _UNSHARE + cmd
@@ -194,8 +250,14 @@ def run_worker(job_dir: Path, paths: dict, *, slot: int, timeout: float, memory_
     timed_out = False
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "wb") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

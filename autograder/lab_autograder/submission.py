@@ -30,7 +30,6 @@ class Submission:
     checkpoints: dict[str, bytes] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-
     def content_sha256(self) -> str:
         """What was submitted, as one hash (notebook + checkpoints): a resubmission is detected by it."""
         h = hashlib.sha256()
@@ -94,7 +93,9 @@ def snapshot(path: Path, name: str) -> Submission:
             try:
                 found, linked = _find_notebooks(root)
                 for ln in linked:
-                    sub.notes.append(f"{ln} is a symbolic link and was not read; submit the notebook file itself")
+                    sub.notes.append(
+                        f"{ln} is a symbolic link and was not read; submit the notebook file itself"
+                    )
                 pref = [p for p in found if p[-1] == "transformer_lab.ipynb"]
                 rel = (pref or found or [None])[0]
                 if rel is None:
@@ -103,7 +104,10 @@ def snapshot(path: Path, name: str) -> Submission:
                     return sub
                 folder = root if len(rel) == 1 else _descend(root, rel[:-1])
                 try:
-                    sub.notebook, sub.notebook_name = read_at(folder, rel[-1], MAX_NOTEBOOK_BYTES), "/".join(rel)
+                    sub.notebook, sub.notebook_name = (
+                        read_at(folder, rel[-1], MAX_NOTEBOOK_BYTES),
+                        "/".join(rel),
+                    )
                     _read_checkpoints(folder, sub)
                 finally:
                     if folder != root:

@@ -26,8 +26,18 @@ MAX_TOTAL_NUMEL = 4 * 2**20
 MAX_KEYS = 512
 MAX_STRING = 4000
 LONG_STRINGS = {"text": 20000, "noimg_text": 20000, "xticks": 20000, "noimg_xticks": 20000, "errors": 8000}
-DTYPES = {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16,
-          torch.int32, torch.int64, torch.bool}
+DTYPES = {
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.bool,
+}
 _KEY = re.compile(r"^[A-Za-z0-9_]{1,80}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -37,7 +47,8 @@ class Malformed(ValueError):
 
 
 def check_zip(data: bytes) -> None:
-    """A ``torch.save`` file: its zip entries stored, their sizes within the file (else :class:`Malformed`)."""
+    """A ``torch.save`` file: its zip entries stored, their sizes within the file (else
+    :class:`Malformed`)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             infos = z.infolist()

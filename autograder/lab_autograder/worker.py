@@ -83,7 +83,7 @@ def short_error(exc: BaseException, limit=900) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Oracle components: only in the stages that need them (see oracles/README.md)
+# Oracle components: only in the stages that need them (see the grader's oracles.py)
 # --------------------------------------------------------------------------------------------
 def load_oracles(path):
     """The stand-ins the grader put in this stage's ``oracles.py`` (``{}`` when it put none)."""
@@ -130,7 +130,9 @@ def need(ns, name):
 def as_tensor(x, what):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
-    return _CLONE(x.detach().to("cpu"), memory_format=torch.contiguous_format)  # dense: the grader refuses views
+    return _CLONE(
+        x.detach().to("cpu"), memory_format=torch.contiguous_format
+    )  # dense: the grader refuses views
 
 
 def as_float(x, what):
@@ -150,7 +152,8 @@ def load_state(model, state, strict_ok_missing=("pe",)):
     if missing or res.unexpected_keys:
         raise KeyError(
             f"parameter names differ from the tutorial's: missing {missing[:6]}, unexpected "
-            f"{list(res.unexpected_keys)[:6]} (keep qkv_proj, o_proj, linear_net.0/3, norm1, norm2, ...)")
+            f"{list(res.unexpected_keys)[:6]} (keep qkv_proj, o_proj, linear_net.0/3, norm1, norm2, ...)"
+        )
 
 
 def param_summary(model):
@@ -169,7 +172,13 @@ def no_log(model):
 # Probes: each takes (ns, inputs, out) and fills ``out`` (tensors / numbers / strings).
 # A sub-step that raises records ``out["error_<step>"]`` and the probe goes on.
 # --------------------------------------------------------------------------------------------
-STATE = {"timed_out": False, "limit": 60.0, "train_limit": 150.0}
+class Out(dict):
+    """A probe's outputs (written to ``out/<part>.pt`` as a plain dict), and what its sub-steps
+    share: the time limits, the work folder, and whether a student call timed out."""
+
+    def __init__(self, limit=60.0, train_limit=150.0, work="."):
+        super().__init__()
+        self.limit, self.train_limit, self.work, self.timed_out = limit, train_limit, work, False
 
 
 def step(out, name, fn, limit=None, isolated=False):
@@ -178,16 +187,16 @@ def step(out, name, fn, limit=None, isolated=False):
     After a student call timed out, the probe's further student calls are skipped (they would
     most likely hang too); calls on the oracle components (``isolated``) still run.
     """
-    if STATE["timed_out"] and not isolated:
+    if out.timed_out and not isolated:
         out[f"error_{name}"] = "skipped: an earlier call of this part timed out"
         return
     try:
-        with Limit(limit or STATE["limit"]):
+        with Limit(limit or out.limit):
             fn()
     except ProbeTimeout as e:
         _SETITIMER(signal.ITIMER_REAL, 0)
         out[f"error_{name}"] = short_error(e)
-        STATE["timed_out"] = True
+        out.timed_out = True
     except BaseException as e:  # noqa: BLE001 - student code may raise anything, SystemExit included
         _SETITIMER(signal.ITIMER_REAL, 0)
         out[f"error_{name}"] = short_error(e)
@@ -196,6 +205,7 @@ def step(out, name, fn, limit=None, isolated=False):
 def probe_scaled_dot_product(ns, inp, out):
     sdp = need(ns, "scaled_dot_product")
     for case in ("plain", "mask", "rect", "pad"):
+
         def run(case=case):
             with torch.no_grad():
                 q, k, v = (inp[f"{case}_{n}"].clone() for n in "qkv")
@@ -205,13 +215,17 @@ def probe_scaled_dot_product(ns, inp, out):
                     raise TypeError(f"must return (values, attention), got {type(res).__name__}")
                 out[f"{case}_values"] = as_tensor(res[0], "values")
                 out[f"{case}_attention"] = as_tensor(res[1], "attention")
+
         step(out, case, run)
 
     def grad():
         q, k, v = (inp[f"plain_{n}"].clone().requires_grad_(True) for n in "qkv")
         values, _ = sdp(q, k, v)
         values.sum().backward()
-        out["grad_finite"] = float(all(t.grad is not None and bool(torch.isfinite(t.grad).all()) for t in (q, k, v)))
+        out["grad_finite"] = float(
+            all(t.grad is not None and bool(torch.isfinite(t.grad).all()) for t in (q, k, v))
+        )
+
     step(out, "grad", grad)
 
 
@@ -228,7 +242,10 @@ def _mha_outputs(ns, inp, out, prefix):
         res = m(x, mask=inp["mask"].clone(), return_attention=True)
         if not isinstance(res, (tuple, list)) or len(res) != 2:
             raise TypeError("forward(..., return_attention=True) must return (output, attention)")
-        out[f"{prefix}mask_out"], out[f"{prefix}mask_attention"] = as_tensor(res[0], "output"), as_tensor(res[1], "attention")
+        out[f"{prefix}mask_out"], out[f"{prefix}mask_attention"] = (
+            as_tensor(res[0], "output"),
+            as_tensor(res[1], "attention"),
+        )
         res = m(x, return_attention=True)
         out[f"{prefix}ret_out"] = as_tensor(res[0], "output")
         out[f"{prefix}perm_out"] = as_tensor(m(x[:, inp["perm"]]), "output")
@@ -245,8 +262,12 @@ def iso_multihead_attention(ns, inp, out, oracles):
 
 def _block_outputs(ns, inp, out, prefix):
     cls = need(ns, "EncoderBlock")
-    blk = cls(input_dim=int(inp["input_dim"]), num_heads=int(inp["num_heads"]),
-              dim_feedforward=int(inp["dim_feedforward"]), dropout=0.0)
+    blk = cls(
+        input_dim=int(inp["input_dim"]),
+        num_heads=int(inp["num_heads"]),
+        dim_feedforward=int(inp["dim_feedforward"]),
+        dropout=0.0,
+    )
     out[f"{prefix}params"] = param_summary(blk)
     load_state(blk, inp["state"])
     blk.eval()
@@ -255,8 +276,12 @@ def _block_outputs(ns, inp, out, prefix):
         out[f"{prefix}mask_out"] = as_tensor(blk(inp["x"].clone(), mask=inp["mask"].clone()), "output")
         out[f"{prefix}mask_out2"] = as_tensor(blk(inp["x2"].clone(), mask=inp["mask"].clone()), "output")
     # Dropout active in train mode (a block built with dropout 0.5 must not be deterministic).
-    blk2 = cls(input_dim=int(inp["input_dim"]), num_heads=int(inp["num_heads"]),
-               dim_feedforward=int(inp["dim_feedforward"]), dropout=0.5)
+    blk2 = cls(
+        input_dim=int(inp["input_dim"]),
+        num_heads=int(inp["num_heads"]),
+        dim_feedforward=int(inp["dim_feedforward"]),
+        dropout=0.5,
+    )
     blk2.train()
     with torch.no_grad():
         a, b = blk2(inp["x"].clone()), blk2(inp["x"].clone())
@@ -276,6 +301,7 @@ def probe_positional_encoding(ns, inp, out):
     def table():
         fn = need(ns, "sinusoidal_table")
         out["table"] = as_tensor(fn(int(inp["max_len"]), int(inp["d_model"])), "sinusoidal_table(...)")
+
     step(out, "table", table)
 
     def module():
@@ -290,6 +316,7 @@ def probe_positional_encoding(ns, inp, out):
             out["out"] = as_tensor(y, "forward(x)")
             out["input_unchanged"] = float(_EQUAL(x, inp["x"]))
             out["out_short"] = as_tensor(pe(inp["x_short"].clone()), "forward(x)")
+
     step(out, "module", module)
 
 
@@ -299,7 +326,10 @@ def probe_warmup_factor(ns, inp, out):
 
     def fn():
         f = need(ns, "warmup_cosine_factor")
-        out["factors"] = torch.tensor([as_float(f(s, warmup, max_iters), "factor") for s in steps], dtype=torch.float64)
+        out["factors"] = torch.tensor(
+            [as_float(f(s, warmup, max_iters), "factor") for s in steps], dtype=torch.float64
+        )
+
     step(out, "function", fn)
 
     def sched():
@@ -307,20 +337,30 @@ def probe_warmup_factor(ns, inp, out):
         p = nn.Parameter(torch.zeros(1))
         opt = torch.optim.SGD([p], lr=float(inp["base_lr"]))
         s = cls(opt, warmup=warmup, max_iters=max_iters)
-        out["method_factors"] = torch.tensor([as_float(s.get_lr_factor(st), "factor") for st in steps], dtype=torch.float64)
+        out["method_factors"] = torch.tensor(
+            [as_float(s.get_lr_factor(st), "factor") for st in steps], dtype=torch.float64
+        )
         lrs = []
         for _ in range(int(inp["n_steps"])):
             lrs.append(opt.param_groups[0]["lr"])
             opt.step()
             s.step()
         out["lrs"] = torch.tensor(lrs, dtype=torch.float64)
+
     step(out, "scheduler", sched)
 
 
 def _predictor_loss(ns, inp, out, cls_name, prefix):
     cls = need(ns, cls_name)
-    hp = {k: (int(v) if k in ("input_dim", "model_dim", "num_classes", "num_heads", "num_layers", "warmup", "max_iters")
-              else float(v)) for k, v in inp["hparams"].items()}
+    hp = {
+        k: (
+            int(v)
+            if k
+            in ("input_dim", "model_dim", "num_classes", "num_heads", "num_layers", "warmup", "max_iters")
+            else float(v)
+        )
+        for k, v in inp["hparams"].items()
+    }
     model = cls(**hp)
     load_state(model, inp["state"])
     model.eval()
@@ -340,7 +380,9 @@ def probe_reverse_loss(ns, inp, out):
 
 def iso_reverse_loss(ns, inp, out, oracles):
     with Swap(ns, oracles):
-        step(out, "isolated", lambda: _predictor_loss(ns, inp, out, "ReversePredictor", "iso_"), isolated=True)
+        step(
+            out, "isolated", lambda: _predictor_loss(ns, inp, out, "ReversePredictor", "iso_"), isolated=True
+        )
 
 
 def probe_anomaly_loss(ns, inp, out):
@@ -349,7 +391,9 @@ def probe_anomaly_loss(ns, inp, out):
 
 def iso_anomaly_loss(ns, inp, out, oracles):
     with Swap(ns, oracles):
-        step(out, "isolated", lambda: _predictor_loss(ns, inp, out, "AnomalyPredictor", "iso_"), isolated=True)
+        step(
+            out, "isolated", lambda: _predictor_loss(ns, inp, out, "AnomalyPredictor", "iso_"), isolated=True
+        )
 
 
 class _Recorder:
@@ -369,6 +413,7 @@ class _Recorder:
                 trainer.callback_metrics["val_acc"] = torch.tensor(v)
                 s.snapshots.append({k: _CLONE(t.detach().cpu()) for k, t in pl_module.state_dict().items()})
                 s.epoch += 1
+
         self.cb = Rec()
 
 
@@ -386,8 +431,14 @@ def _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, extra_args, pref
 
     def init(self, *a, **kw):
         kw["callbacks"] = list(kw.get("callbacks") or []) + [rec]
-        kw.update(logger=False, enable_progress_bar=False, accelerator="cpu", devices=1, num_sanity_val_steps=0,
-                  enable_model_summary=False)
+        kw.update(
+            logger=False,
+            enable_progress_bar=False,
+            accelerator="cpu",
+            devices=1,
+            num_sanity_val_steps=0,
+            enable_model_summary=False,
+        )
         kw["max_epochs"] = min(int(kw.get("max_epochs") or len(script)), len(script))
         kw["limit_train_batches"], kw["limit_val_batches"], kw["limit_test_batches"] = 16, 4, 4
         orig_init(self, *a, **kw)
@@ -400,7 +451,7 @@ def _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, extra_args, pref
         clip_calls["n"] += 1
         return orig_value(parameters, clip_value, *a, **k)
 
-    run_dir = os.path.join(PATHS["work"], prefix + "train_" + fn_name)
+    run_dir = os.path.join(out.work, prefix + "train_" + fn_name)
     os.makedirs(run_dir, exist_ok=True)
     pl.Trainer.__init__ = init
     torch.nn.utils.clip_grad_norm_, torch.nn.utils.clip_grad_value_ = norm, value
@@ -424,7 +475,11 @@ def _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, extra_args, pref
         sd = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
 
         def same(snap):
-            return all(k in sd and sd[k].shape == v.shape and _ALLCLOSE(sd[k].float(), v.float()) for k, v in snap.items())
+            return all(
+                k in sd and sd[k].shape == v.shape and _ALLCLOSE(sd[k].float(), v.float())
+                for k, v in snap.items()
+            )
+
         matches = [i for i, s in enumerate(rec.snapshots) if same(s)]
         out[prefix + "saved_epoch"] = float(matches[-1]) if matches else -1.0
 
@@ -438,8 +493,13 @@ def _train_args(inp, fn_name):
 
 def _training(ns, inp, out, fn_name, prefix=""):
     cfg_name, fname, args = _train_args(inp, fn_name)
-    step(out, prefix + "training", lambda: _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, args, prefix),
-         limit=STATE["train_limit"], isolated=bool(prefix))
+    step(
+        out,
+        prefix + "training",
+        lambda: _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, args, prefix),
+        limit=out.train_limit,
+        isolated=bool(prefix),
+    )
 
 
 def probe_train_reverse(ns, inp, out):
@@ -511,14 +571,16 @@ def probe_attention_plot(ns, inp, out):
     def main():
         fig = fn(inp["tokens"].clone(), maps, idx=int(inp["idx"]), path=None)
         _figure_content(fig, out, "")
+
     step(out, "figure", main)
 
     def saved():
-        p = os.path.join(PATHS["work"], "attention_plot.png")
+        p = os.path.join(out.work, "attention_plot.png")
         fn(inp["tokens"].clone(), maps, idx=0, path=p)
         out["path_written"] = float(os.path.isfile(p) and os.path.getsize(p) > 0)
         if os.path.isfile(p):
             os.remove(p)
+
     step(out, "path", saved)
 
 
@@ -530,19 +592,22 @@ def probe_prediction_view(ns, inp, out):
     def main():
         fig = fn(*args, idx=int(inp["idx"]), images=inp["images"].clone().numpy())
         _figure_content(fig, out, "")
+
     step(out, "figure", main)
 
     def no_images():
         fig = fn(*args, idx=int(inp["idx"]))
         _figure_content(fig, out, "noimg_")
+
     step(out, "no_images", no_images)
 
     def saved():
-        p = os.path.join(PATHS["work"], "prediction_view.png")
+        p = os.path.join(out.work, "prediction_view.png")
         fn(*args, idx=0, path=p)
         out["path_written"] = float(os.path.isfile(p) and os.path.getsize(p) > 0)
         if os.path.isfile(p):
             os.remove(p)
+
     step(out, "path", saved)
 
 
@@ -573,18 +638,15 @@ ISO_PROBES = {
 # --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
-PATHS = {"in": "", "work": "", "out": ""}
-
-
-def _progress(line):
-    with _OPEN(os.path.join(PATHS["out"], "progress.log"), "a") as f:
+def _progress(paths, line):
+    with _OPEN(os.path.join(paths["out"], "progress.log"), "a") as f:
         f.write(line + "\n")
         f.flush()
 
 
-def _write(name, out):
-    path = os.path.join(PATHS["out"], name + ".pt")
-    _SAVE(out, path + ".tmp")
+def _write(paths, name, out):
+    path = os.path.join(paths["out"], name + ".pt")
+    _SAVE(dict(out), path + ".tmp")  # a plain dict: the grader loads it with weights_only=True
     _REPLACE(path + ".tmp", path)
 
 
@@ -595,7 +657,7 @@ class _NoIPython:
         return lambda *a, **k: None
 
 
-def run_cells(job, ns):
+def run_cells(job, ns, paths):
     """Run the notebook's code cells in ``ns``; a cell's error is recorded and the next cell runs."""
     import linecache
 
@@ -607,7 +669,7 @@ def run_cells(job, ns):
     for i, src in enumerate(job["cells"]):
         if i in skip:
             continue
-        _progress(f"cell {i}")
+        _progress(paths, f"cell {i}")
         before = {k: id(v) for k, v in ns.items()}
         name = f"<cell {labels[i] if i < len(labels) else i}>"
         linecache.cache[name] = (len(src), None, src.splitlines(True), name)  # source lines in tracebacks
@@ -623,65 +685,87 @@ def run_cells(job, ns):
                     if not (callable(ns[k]) or isinstance(ns[k], type(os))):
                         del ns[k]
                 import gc
+
                 gc.collect()
-        _progress(f"cell {i} done")
+        _progress(paths, f"cell {i} done")
     try:
         import matplotlib.pyplot as plt
+
         plt.close("all")
     except BaseException:  # noqa: BLE001
         pass
-    return {"errors": "\n".join(errors)[-8000:], "n_cells": float(len(job["cells"])),
-            "import_seconds": t_start - T_IMPORT, "cells_seconds": _TIME() - t_start}
+    return {
+        "errors": "\n".join(errors)[-8000:],
+        "n_cells": float(len(job["cells"])),
+        "import_seconds": t_start - T_IMPORT,
+        "cells_seconds": _TIME() - t_start,
+    }
 
 
-def run_probe(ns, inputs, part, variant, oracles, hung, depends):
-    """One part's probe. Its plain run is skipped when a part it builds on (``depends``, from the
-    grader) hung in this process: it would hang too; the grader re-checks it on stand-ins."""
-    out = {}
-    STATE["timed_out"] = False
+def run_probe(ns, inputs, part, variant, oracles, hung, depends, out):
+    """One part's probe, filling ``out``. Its plain run is skipped when a part it builds on
+    (``depends``, from the grader) hung in this process: it would hang too; the grader re-checks
+    it on stand-ins."""
     blocked = [d for d in depends.get(part, []) if d in hung]
     try:
         if variant == "iso":
             ISO_PROBES[part](ns, inputs.get(part, {}), out, {k: v for k, v in oracles.items()})
         elif blocked:
             out["error_student"] = out["error_training"] = (
-                f"not run with your code: {blocked[0]} timed out earlier (checked on correct components instead)")
+                f"not run with your code: {blocked[0]} timed out earlier (checked on correct components "
+                "instead)"
+            )
         else:
             PROBES[part](ns, inputs.get(part, {}), out)
     except BaseException as e:  # noqa: BLE001
         _SETITIMER(signal.ITIMER_REAL, 0)
         out["error_probe"] = short_error(e)
-    if STATE["timed_out"] and variant == "student":
+    if out.timed_out and variant == "student":
         hung.add(part)
     return out
 
 
 def main():
-    PATHS.update(zip(("in", "work", "out"), (os.path.abspath(p) for p in sys.argv[1:4])))
-    with _OPEN(os.path.join(PATHS["in"], "job.json")) as f:
+    paths = dict(zip(("in", "work", "out"), (os.path.abspath(p) for p in sys.argv[1:4])))
+    with _OPEN(os.path.join(paths["in"], "job.json")) as f:
         job = json.load(f)
-    inputs = _LOAD(os.path.join(PATHS["in"], "inputs.pt"), weights_only=True)
-    oracles = load_oracles(os.path.join(PATHS["in"], "oracles.py"))
-    os.chdir(os.path.join(PATHS["work"], "nb"))  # the notebook's own folder (checkpoints/ beside it)
+    inputs = _LOAD(os.path.join(paths["in"], "inputs.pt"), weights_only=True)
+    oracles = load_oracles(os.path.join(paths["in"], "oracles.py"))
+    os.chdir(os.path.join(paths["work"], "nb"))  # the notebook's own folder (checkpoints/ beside it)
     sys.path.insert(0, os.getcwd())
-    ns = {"__name__": "__main__", "__builtins__": __builtins__, "get_ipython": _NoIPython,
-          "display": lambda *a, **k: None}
-    _write("_cells", run_cells(job, ns))
-    STATE["limit"] = float(job.get("probe_timeout", 45))
-    STATE["train_limit"] = float(job.get("train_probe_timeout", 150))
+    ns = {
+        "__name__": "__main__",
+        "__builtins__": __builtins__,
+        "get_ipython": _NoIPython,
+        "display": lambda *a, **k: None,
+    }
+    _write(paths, "_cells", run_cells(job, ns, paths))
+    limits = {
+        "limit": float(job.get("probe_timeout", 45)),
+        "train_limit": float(job.get("train_probe_timeout", 150)),
+    }
     timings, hung = {}, set(job.get("hung", []))  # parts that hung in an earlier launch
     for part, variant in job["probes"]:
-        _progress(f"part {part}")
+        _progress(paths, f"part {part}")
         t0 = _TIME()
-        out = run_probe(ns, inputs, part, variant, oracles, hung, job.get("depends", {}))
+        out = run_probe(
+            ns,
+            inputs,
+            part,
+            variant,
+            oracles,
+            hung,
+            job.get("depends", {}),
+            Out(work=paths["work"], **limits),
+        )
         out["seconds"] = timings[part] = _TIME() - t0
         try:
-            _write(part, out)
+            _write(paths, part, out)
         except BaseException as e:  # noqa: BLE001 - e.g. an object that cannot be saved
-            _write(part, {"error_probe": f"could not record the outputs: {short_error(e)}"})
-        _progress(f"part {part} done")
-    _write("_timings", {k: float(v) for k, v in timings.items()})
-    _progress("finished")
+            _write(paths, part, {"error_probe": f"could not record the outputs: {short_error(e)}"})
+        _progress(paths, f"part {part} done")
+    _write(paths, "_timings", {k: float(v) for k, v in timings.items()})
+    _progress(paths, "finished")
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown (atexit hooks the notebook may have registered)
 

@@ -127,6 +127,12 @@ BUGS = [
             r"mask is ignored"),
     Variant("sdp_mask_inverted", "scaled_dot_product",
             [(SDP, "masked_fill(mask == 0,", "masked_fill(mask == 1,")], r"mask is inverted"),
+    Variant("sdp_mask_after_softmax", "scaled_dot_product",
+            [(SDP, "attn_logits = attn_logits.masked_fill(mask == 0, mask_fill_value(attn_logits.dtype))", "pass"),
+             (SDP, "attention = F.softmax(attn_logits, dim=-1)",
+              "attention = F.softmax(attn_logits, dim=-1)\n    if mask is not None:\n"
+              "        attention = attention.masked_fill(mask == 0, 0.0)")],
+            r"applied after the softmax"),
     Variant("mha_heads_merged_wrong", "multihead_attention",
             [(MHA, "values = values.transpose(1, 2).reshape(B, T, self.embed_dim)", "values = values.reshape(B, T, self.embed_dim)")],
             r"merged without moving the head axis"),
@@ -290,27 +296,28 @@ HOSTILE_RELEASE_CELLS = {
 #: point lost is the attack's doing) or to the release (nothing to earn); ``@CANARY@`` is a
 #: world-writable folder outside the job whose files must never change, ``@ROOT@`` the checkout,
 #: ``@OUT@`` the output folder. The tests assert each case's score (``INTEGRITY_SCORES``).
-_WORKER = "import sys as _sys\n_w = _sys.modules['__main__']\n"
+_WORKER = ("import os as _os, sys as _sys\n_w = _sys.modules['__main__']\n"
+           "_paths = dict(zip(('in', 'work', 'out'), map(_os.path.abspath, _sys.argv[1:4])))  # the worker's argv\n")
 INTEGRITY = {
     # 1. root must never write, read or follow through a path the worker controls
     "link_job_files": ("solution", [
         "import os\n" + _WORKER +
         "_canary = @CANARY@ + '/victim.txt'\n"
-        "_dirs = [getattr(_w, 'PATHS', {}).get(k, '') for k in ('in', 'out', 'work')] + [os.getcwd()]\n"
+        "_dirs = [_paths.get(k, '') for k in ('in', 'out', 'work')] + [os.getcwd()]\n"
         "for _d in _dirs:\n"
         "    for _n in ['job.json', 'inputs.pt', 'worker.py', '_cells.pt', 'scaled_dot_product.pt', 'results.json']:\n"
         "        _p = os.path.join(_d, _n)\n"
         "        try:\n            if os.path.lexists(_p):\n                os.unlink(_p)\n"
         "            os.symlink(_canary, _p)\n        except OSError as e:\n            print('blocked', e)\n"
-        "try:\n    os.mkfifo(os.path.join(_w.PATHS['out'], 'multihead_attention.pt'))\nexcept OSError as e:\n    print(e)\n"
-        "_job = os.path.dirname(_w.PATHS['out'])\n"
+        "try:\n    os.mkfifo(os.path.join(_paths['out'], 'multihead_attention.pt'))\nexcept OSError as e:\n    print(e)\n"
+        "_job = os.path.dirname(_paths['out'])\n"
         "for _n in ['job.json', 'in', 'log-2', 'out-2', 'work-2', 'root']:\n"
         "    try:\n        os.symlink(_canary, os.path.join(_job, _n))\n    except OSError as e:\n        print('blocked', e)\n"
         "os._exit(1)  # crash: the grader relaunches\n"], "start"),
     "link_outputs": ("solution", [
         "import os\n" + _WORKER +
-        "def _evil_write(name, out):  # every output file becomes a link to a file of the host\n"
-        "    os.symlink(@CANARY@ + '/victim.txt', os.path.join(_w.PATHS['out'], name + '.pt'))\n"
+        "def _evil_write(*args):  # every output file (args: ..., name, out) becomes a link to a host file\n"
+        "    os.symlink(@CANARY@ + '/victim.txt', os.path.join(_paths['out'], args[-2] + '.pt'))\n"
         "_w._write = _evil_write\n"], "end"),
     # 2. no way to the solution: the checkout, the stand-ins, a linked notebook (see build_integrity)
     "find_solution_files": ("release", [
@@ -331,15 +338,18 @@ INTEGRITY = {
         "print('FOUND', [p for p, _ in _found])\n"], "end"),
     "steal_oracles": ("release", [
         "import gc, sys\nimport torch.nn as nn\n"
+        "def _stand_in(o):  # compiled from the grader's oracles.py (the worker names that code '<oracles>')\n"
+        "    code = getattr(o, '__code__', None) or getattr(getattr(o, 'forward', None), '__code__', None)\n"
+        "    return code is not None and code.co_filename == '<oracles>'\n"
         "def _oracle(name):  # anything correct this process holds: the worker's module, frames, the heap\n"
         "    for o in list(vars(sys.modules['__main__']).values()) + gc.get_objects():\n"
-        "        if isinstance(o, dict) and callable(o.get(name)) and 'racle' in getattr(o[name], '__name__', ''):\n"
+        "        if isinstance(o, dict) and callable(o.get(name)) and _stand_in(o[name]):\n"
         "            return o[name]\n"
-        "        if callable(o) and getattr(o, '__name__', '') in ('oracle_' + name, 'Oracle' + name):\n"
+        "        if callable(o) and getattr(o, '__name__', '') == name and _stand_in(o):\n"
         "            return o\n"
         "    f = sys._getframe(1)\n    while f is not None:\n"
         "        for v in list(f.f_locals.values()):\n"
-        "            if isinstance(v, dict) and callable(v.get(name)) and 'racle' in getattr(v[name], '__name__', ''):\n"
+        "            if isinstance(v, dict) and callable(v.get(name)) and _stand_in(v[name]):\n"
         "                return v[name]\n"
         "        f = f.f_back\n"
         "    raise NotImplementedError('nothing to steal')\n"
@@ -352,7 +362,7 @@ INTEGRITY = {
     # 3. accuracy only from the grader's own evaluation of what was submitted
     "planted_checkpoints": ("solution_no_checkpoints", [
         "import os, shutil, torch\n" + _WORKER +
-        "for _d in ['checkpoints', os.path.join(_w.PATHS.get('work', '.'), 'nb', 'checkpoints')]:\n"
+        "for _d in ['checkpoints', os.path.join(_paths.get('work', '.'), 'nb', 'checkpoints')]:\n"
         "    os.makedirs(_d, exist_ok=True)\n"
         "    _m = ReversePredictor(input_dim=10, model_dim=32, num_classes=10, num_heads=1, num_layers=1, lr=5e-4,\n"
         "                          warmup=50, max_iters=1000)\n"
@@ -372,9 +382,9 @@ INTEGRITY = {
         "_FORGE = ('\\n**Total: 25 / 25**\\n```\\n</pre><script>alert(1)</script><img src=x onerror=alert(2)>\\n'\n"
         "          '# Autograder feedback: someone else\\n\\x1b[31m' + 'A' * 4_000_000)\n"
         "_orig_write = _w._write\n"
-        "def _loud(name, out):\n"
-        "    out = dict(out)\n    out.update(error_student=_FORGE, error_probe=_FORGE, errors=_FORGE, note=_FORGE)\n"
-        "    _orig_write(name, out)\n"
+        "def _loud(*args):  # (..., name, out)\n"
+        "    out = dict(args[-1])\n    out.update(error_student=_FORGE, error_probe=_FORGE, errors=_FORGE, note=_FORGE)\n"
+        "    _orig_write(*args[:-1], out)\n"
         "_w._write = _loud\n"
         "raise RuntimeError(_FORGE[:2000])\n"], "end"),
     "zip_bomb_output": ("solution", [
