@@ -44,6 +44,8 @@ def test_missing_data_says_where_it_must_go(tmp_path):
         load_cifar100(tmp_path / "nowhere")
     msg = str(e.value)
     assert str(tmp_path / "nowhere" / "cifar-100-python") in msg and "--data-dir" in msg and "--features FILE" in msg
+    # the same message reaches the notebook: it names the notebook's settings too
+    assert "DATASET_PATH" in msg and "FEATURE_FILE" in msg and "\n" not in msg
 
 
 def test_missing_data_via_the_cli_is_one_line(tmp_path, capsys):
@@ -115,7 +117,7 @@ def test_feature_files_bare_tensor_and_dict(tmp_path):
     ours = tmp_path / "ours.pt"
     feat.save_feature_file(ours, {"test": {"features": torch.randn(4, 512), "labels": torch.arange(4)}}, "none")
     assert feat.read_feature_file(ours)["splits"]["test"]["labels"].tolist() == [0, 1, 2, 3]
-    with pytest.raises(FileNotFoundError, match="transformer-lab features"):
+    with pytest.raises(FileNotFoundError, match="notebook in full mode.*transformer-lab features"):
         feat.read_feature_file(tmp_path / "absent.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match="corrupt"):
@@ -134,7 +136,7 @@ def test_missing_pretrained_weights_suggest_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError) as e:
         feat.build_resnet34("imagenet")
     msg = str(e.value)
-    assert "--weights none" in msg and "TORCH_HOME" in msg and "resnet34-b627a593.pth" in msg
+    assert "--weights none" in msg and "weights='none'" in msg and "TORCH_HOME" in msg and "resnet34-b627a593.pth" in msg
     assert str(tmp_path / "torch_home") in msg
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -217,3 +218,108 @@ def test_install_cell_adds_only_what_is_missing(source_nb, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # as on Colab: Lightning missing
     exec(first.source, {})  # noqa: S102
     assert calls and calls[0][0][-1] == "pytorch-lightning>=2.2" and calls[0][0][1:4] == ["-m", "pip", "install"]
+
+
+def _cell_by_id(nb, cell_id):
+    return next(c for c in nb.cells if c.get("id") == cell_id)
+
+
+def test_settings_cell_is_editable_in_the_release():
+    """Students set QUICK, CHECKPOINT_DIR, DATASET_PATH and FEATURE_FILE in a cell nbgrader leaves alone."""
+    for path in (SOURCE, RELEASE):
+        nb = nbformat.read(path, as_version=4)
+        cell = _cell_by_id(nb, "settings")
+        assert cell.cell_type == "code" and code_cells(nb)[1] is cell, "the settings cell follows the install cell"
+        # no nbgrader metadata: not locked, not checked, not overwritten by `nbgrader autograde`
+        assert "nbgrader" not in cell.metadata, cell.metadata
+        assert cell.metadata.get("editable", True) and cell.metadata.get("deletable", True), cell.metadata
+        for name in ("QUICK", "CHECKPOINT_DIR", "DATASET_PATH", "FEATURE_FILE"):
+            assert re.search(rf"^{name} = None\b", cell.source, re.M), f"{path.name}: settings cell lacks {name} = None"
+        assert _cell_by_id(nb, "setup").metadata["nbgrader"]["locked"]
+
+
+def test_builder_refuses_an_include_in_an_editable_cell(tmp_path):
+    with pytest.raises(bn.BuildError, match="editable cell takes no #@include"):
+        bn.build(template_path=_template_with(tmp_path, "#@cell editable mine\n#@include runtime:cpu_threads"))
+
+
+def _resolve_settings(source_nb, settings: str, env: dict, monkeypatch) -> dict:
+    """Run the imports cell, ``settings`` (the settings cell as a student edited it) and the setup cell."""
+    for var in ("TL_QUICK", "TL_CHECKPOINT_DIR", "PATH_DATASETS", "TL_FEATURES", "NBGRADER_EXECUTION"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    ns: dict = {"__name__": "__settings_test__"}
+    for source in (_cell_by_id(source_nb, "imports").source, settings, _cell_by_id(source_nb, "setup").source):
+        exec(compile(source, "<cell>", "exec"), ns)  # noqa: S102 - the project's own cells
+    return ns
+
+
+@pytest.mark.parametrize("case", ["defaults", "environment", "settings cell", "grading"])
+def test_settings_resolve_from_cell_then_environment(source_nb, monkeypatch, case):
+    import torch
+
+    default_cell = _cell_by_id(source_nb, "settings").source
+    edited = (default_cell.replace("QUICK = None", "QUICK = False").replace("CHECKPOINT_DIR = None", "CHECKPOINT_DIR = 'mine'")
+              .replace("DATASET_PATH = None", "DATASET_PATH = 'my_data'"))
+    env = {"TL_QUICK": "1", "TL_CHECKPOINT_DIR": "env_ckpt", "PATH_DATASETS": "env_data"}
+    if case == "defaults":
+        ns = _resolve_settings(source_nb, default_cell, {}, monkeypatch)
+        want = (not torch.cuda.is_available(), "checkpoints", "data")
+    elif case == "environment":  # the tests, tools/run_notebook.py and the grader set these
+        ns = _resolve_settings(source_nb, default_cell, dict(env, TL_FEATURES="f.pt"), monkeypatch)
+        want = (True, "env_ckpt", "env_data")
+        assert ns["FEATURE_FILE"] == "f.pt"
+    elif case == "settings cell":  # a student's values win over the environment
+        ns = _resolve_settings(source_nb, edited, env, monkeypatch)
+        want = (False, "mine", "my_data")
+    else:  # under grading the settings cell is ignored: the grader's environment decides
+        ns = _resolve_settings(source_nb, edited, dict(env, NBGRADER_EXECUTION="autograde"), monkeypatch)
+        want = (True, "env_ckpt", "env_data")
+    assert (ns["QUICK"], ns["CHECKPOINT_DIR"], ns["DATASET_PATH"]) == want
+    if case != "environment":
+        assert ns["FEATURE_FILE"] == os.path.join(want[2], "cifar100_resnet34_imagenet.pt")
+
+
+def test_notebook_speaks_notebook_not_command_line(source_nb):
+    """Text and messages a student reads name the notebook's settings, never only a CLI flag or command."""
+    for cell in source_nb.cells:
+        if cell.cell_type == "markdown":
+            assert "transformer-lab " not in cell.source and "--data-dir" not in cell.source, cell.source[:200]
+    flags = ("--data-dir", "--download", "--features", "--weights", "transformer-lab ")
+    checked = 0
+    for cell in code_cells(source_nb):
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.JoinedStr):
+                text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+            else:
+                continue
+            if any(f in text for f in flags):
+                checked += 1
+                # a flag or command may appear only beside the notebook's own way of doing the same
+                assert "notebook" in text or "weights='none'" in text, text
+    assert checked >= 3, "the data messages (cifar, features) are not in the notebook any more?"
+
+
+def test_make_submission_packs_only_what_grading_reads(source_nb, tmp_path, monkeypatch, capsys):
+    """The zip holds the notebook and the two checkpoints, whatever else the folders hold."""
+    import zipfile
+
+    ckpt = tmp_path / "ckpts"
+    (ckpt / "lightning_logs" / "version_0").mkdir(parents=True)
+    for name in ("reverse.ckpt", "anomaly.ckpt", "reverse-v1.ckpt"):
+        (ckpt / name).write_bytes(name.encode())
+    monkeypatch.chdir(tmp_path)
+    ns = {"os": os, "GRADING": "autograde", "CHECKPOINT_DIR": str(ckpt), "CHECKPOINT_FILES": ("reverse.ckpt", "anomaly.ckpt")}
+    exec(_cell_by_id(source_nb, "submission").source, ns)  # noqa: S102 - the project's own cell
+    assert not (tmp_path / "submission.zip").exists(), "under grading the cell must not write anything"
+    # Colab: the notebook is not in the working folder; the zip still gets the checkpoints, and says so
+    assert ns["make_submission"]() == ["checkpoints/anomaly.ckpt", "checkpoints/reverse.ckpt"]
+    assert "missing: transformer_lab.ipynb" in capsys.readouterr().out
+    (tmp_path / "Copy of transformer_lab.ipynb").write_text("{}")
+    ns["make_submission"](notebook="Copy of transformer_lab.ipynb")
+    with zipfile.ZipFile(tmp_path / "submission.zip") as zf:
+        assert sorted(zf.namelist()) == ["checkpoints/anomaly.ckpt", "checkpoints/reverse.ckpt", "transformer_lab.ipynb"]
+        assert zf.read("checkpoints/reverse.ckpt") == b"reverse.ckpt"

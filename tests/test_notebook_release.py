@@ -6,8 +6,10 @@ every graded part has a public test, and doctored copies (a changed cell type, a
 cell) are refused by ``nbgrader validate`` with a clear message.
 
 Slow tests (``-m slow``): the source notebook runs end to end on CPU in quick mode, in a fresh
-directory, well within 10 minutes; ``nbgrader validate`` passes on it (with the checkpoints that
-run wrote); ``nbgrader validate --invert`` passes on the release (no test passes untouched).
+directory, well within 10 minutes, printing no warning; its ``checkpoints/`` then holds only the two
+checkpoints and its last cell packs exactly the submission (notebook + both checkpoints);
+``nbgrader validate`` passes on it (with the checkpoints that run wrote); ``nbgrader validate
+--invert`` passes on the release (no test passes untouched).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -166,7 +169,7 @@ def executed_source(tmp_path_factory):
     shutil.copy(SOURCE, work / SOURCE.name)
     nb = nbformat.read(work / SOURCE.name, as_version=4)
     env_before = dict(os.environ)
-    os.environ.update(TL_QUICK="1", MPLBACKEND="Agg", PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    os.environ.update(TL_QUICK="1", MPLBACKEND="Agg", OMP_NUM_THREADS="1")  # warnings on: none may show
     os.environ.pop("NBGRADER_EXECUTION", None)
     t0 = time.perf_counter()
     try:
@@ -190,6 +193,34 @@ def test_source_notebook_runs_on_cpu_in_quick_mode(executed_source):
                  "ReversePredictor._calculate_loss", "train_reverse", "plot_attention_maps",
                  "AnomalyPredictor._calculate_loss", "train_anomaly", "plot_anomaly_prediction"):
         assert f"{part}: visible tests passed" in outputs, f"{part}: visible tests did not report success"
+
+
+@pytest.mark.slow
+def test_source_run_prints_no_warning(executed_source):
+    """A student cannot act on library warnings: the given setup cell silences them (narrowly)."""
+    _, nb, _ = executed_source
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") if out.get("output_type") == "stream" else ""
+            assert not re.search(r"warn|\.py:\d+: ", text, re.I), \
+                f"cell {cell.metadata.get('nbgrader', {}).get('grade_id') or cell.source[:60]!r} printed: {text[:500]}"
+
+
+@pytest.mark.slow
+def test_checkpoint_folder_holds_only_the_checkpoints_and_the_zip_the_submission(executed_source):
+    import zipfile
+
+    work, nb, _ = executed_source
+    assert sorted(os.listdir(work / "checkpoints")) == ["anomaly.ckpt", "reverse.ckpt"]
+    assert not list(work.rglob("lightning_logs")), "a Trainer wrote lightning_logs/"
+    with zipfile.ZipFile(work / "submission.zip") as zf:
+        assert sorted(zf.namelist()) == ["checkpoints/anomaly.ckpt", "checkpoints/reverse.ckpt", "transformer_lab.ipynb"]
+        for name in ("reverse.ckpt", "anomaly.ckpt"):
+            assert zf.read(f"checkpoints/{name}") == (work / "checkpoints" / name).read_bytes()
+    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "missing:" not in outputs and "also holds" not in outputs
 
 
 @pytest.mark.slow

@@ -8,6 +8,8 @@ This script assembles ``source/transformer_lab/transformer_lab.ipynb`` from the 
 Directives in the template's code cells (each on a line of its own):
 
 ``#@cell given <grade_id>``  read-only cell (nbgrader ``locked``), no points
+``#@cell editable <id>``     a cell students may edit (settings): no nbgrader metadata, so nbgrader
+                             neither locks nor checks nor overwrites it; cell id ``<id>``
 ``#@cell impl <part>``       solution cell of ``<part>`` (``grade_id: impl_<part>``)
 ``#@cell test <part>``       graded, read-only test cell (``grade_id: test_<part>``, points from PARTS)
 ``#@imports``                replaced by the merged absolute imports of every included module
@@ -261,7 +263,7 @@ def merged_imports(mods: list[Module], extra: str = "") -> str:
 
 # --- assembling the notebook ------------------------------------------------------------------
 
-CELL_RE = re.compile(r"^#@cell\s+(given|impl|test)\s+(\w+)\s*$")
+CELL_RE = re.compile(r"^#@cell\s+(given|editable|impl|test)\s+(\w+)\s*$")
 INCLUDE_RE = re.compile(r"^#@include\s+(\w+):([\w, ]+|\*)\s*$")
 IMPORTS_RE = re.compile(r"^#@imports\s*$")
 IMPORTS_PLACEHOLDER = "\0imports\0"
@@ -335,6 +337,13 @@ def build(partial: bool = False, template_path: Path = TEMPLATE) -> nbformat.Not
         new = nbformat.v4.new_code_cell(source)
         if role == "plain":
             new.id = _cell_id("plain", source, index)
+        elif role == "editable":
+            # No nbgrader metadata at all: a cell with a grade_id that is neither graded, solution nor
+            # locked is not stored in nbgrader's database, and `nbgrader autograde` would warn about it.
+            if "#@include" in cell.source or key in seen_ids:
+                raise BuildError(f"template cell {index}: an editable cell takes no #@include and needs a new id")
+            seen_ids.add(key)
+            new.id = key.replace("_", "-")
         else:
             if role in ("impl", "test") and key not in PARTS:
                 raise BuildError(f"template cell {index}: unknown part {key!r}; parts are {sorted(PARTS)}")

@@ -3,11 +3,14 @@
 
 ``python tools/run_notebook.py --out runs/notebook``            the source notebook (solutions), quick mode
 ``python tools/run_notebook.py --release --out runs/student``   the release (stops at the first stub)
+``python tools/run_notebook.py --full --until test_train_reverse --out runs/full``   full recipe, reverse only
 
-The directory gets the notebook, the executed copy (``executed.ipynb``) and the ``checkpoints/``
-its training cells write: together they are a complete submission of the reference solution (for
-the autograder's "the reference earns full marks" check). Prints the slowest cells. Quick mode and
-one CPU thread unless the environment says otherwise (``TL_QUICK``, ``OMP_NUM_THREADS``).
+The directory gets the notebook, the executed copy (``executed.ipynb``), the ``checkpoints/`` its
+training cells write and the ``submission.zip`` its last cell packs: a complete submission of the
+reference solution (for the autograder's "the reference earns full marks" check). Prints the
+slowest cells and what ``checkpoints/`` holds (exit status 1 if anything but the two checkpoints).
+Quick mode and one CPU thread unless the environment or ``--full`` say otherwise (``TL_QUICK``,
+``OMP_NUM_THREADS``).
 """
 
 from __future__ import annotations
@@ -43,14 +46,23 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="work directory (created; the notebook runs there)")
     ap.add_argument("--release", action="store_true", help="run the student release instead of the source")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    ap.add_argument("--full", action="store_true", help="the full recipe (TL_QUICK=0) instead of the quick mode")
+    ap.add_argument("--until", metavar="GRADE_ID", help="stop after the cell with this nbgrader grade_id")
     args = ap.parse_args(argv)
     src = ROOT / ("release" if args.release else "source") / "transformer_lab" / NAME
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.copy(src, args.out / NAME)
+    if args.full:
+        os.environ["TL_QUICK"] = "0"
     os.environ.setdefault("TL_QUICK", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MPLBACKEND", "Agg")
     nb = nbformat.read(args.out / NAME, as_version=4)
+    if args.until:
+        ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
+        if args.until not in ids:
+            ap.error(f"no cell with grade_id {args.until!r}")
+        nb.cells = nb.cells[:ids.index(args.until) + 1]
     client = NotebookClient(nb, timeout=args.timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(args.out)}})
     t0 = time.perf_counter()
@@ -68,6 +80,13 @@ def main(argv=None) -> int:
     for seconds, name in timed[:6]:
         print(f"  {seconds:6.1f} s  {name}")
     print(f"executed notebook: {args.out / 'executed.ipynb'}; checkpoints: {args.out / 'checkpoints'}")
+    ckpt_dir = args.out / "checkpoints"
+    held = sorted(p.name for p in ckpt_dir.iterdir()) if ckpt_dir.is_dir() else []
+    extra = [n for n in held if n not in ("reverse.ckpt", "anomaly.ckpt")]
+    print(f"checkpoints/ holds: {', '.join(held) or 'nothing'}")
+    if extra:
+        print(f"checkpoints/ must hold only reverse.ckpt and anomaly.ckpt; also found {extra}", file=sys.stderr)
+        status = 1
     return status
 
 

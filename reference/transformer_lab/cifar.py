@@ -34,12 +34,14 @@ class CifarSplit:
 
 
 def missing_data_message(data_dir) -> str:
+    """What to put where, said for the notebook (its settings) and for the command line (its flags)."""
     folder = os.path.join(os.path.abspath(os.fspath(data_dir)), CIFAR100_FOLDER)
     return (
-        f"CIFAR-100 not found: expected the folder {folder}/ with the files "
-        f"{', '.join(CIFAR100_FILES)} (extract {CIFAR100_URL} into --data-dir {os.fspath(data_dir)}), "
-        "or download it where the network is reachable (--download); or skip the images and pass "
-        "pre-extracted features with --features FILE"
+        f"CIFAR-100 not found: expected the folder {folder}/ with the files {', '.join(CIFAR100_FILES)}. "
+        f"Extract {CIFAR100_URL} into {os.fspath(data_dir)} (the notebook's DATASET_PATH, the command "
+        "line's --data-dir), or download it where the network is reachable (the notebook's full mode, "
+        "--download); or skip the images and use pre-extracted features (the notebook's FEATURE_FILE, "
+        "--features FILE)"
     )
 
 
@@ -62,7 +64,7 @@ def load_cifar100(data_dir, train: bool = True, download: bool = False) -> Cifar
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted" (md5 mismatch)
         raise ValueError(
             f"CIFAR-100 files in {folder}/ failed torchvision's checksum test ({e}); delete the folder and "
-            "extract a fresh copy (or pass --download)"
+            "extract a fresh copy (or download it again: the notebook's full mode, --download)"
         ) from None
     images = np.ascontiguousarray(ds.data, dtype=np.uint8)
     labels = torch.as_tensor(ds.targets, dtype=torch.long)

@@ -58,7 +58,8 @@ def build_resnet34(weights: str = "imagenet") -> nn.Module:
             raise FileNotFoundError(
                 f"could not load the pretrained ResNet34 ImageNet weights ({str(e).splitlines()[0]}): put "
                 f"{os.path.basename(w.url)} (from {w.url}) at {target} (set TORCH_HOME to choose the folder "
-                "above hub/), or use --weights none (random weights: tests the pipeline, features meaningless)"
+                "above hub/). To test the pipeline without them: weights='none' (--weights none on the command "
+                "line): random weights, meaningless features"
             ) from None
     model.fc = nn.Identity()
     model.eval()
@@ -132,7 +133,8 @@ def read_feature_file(path) -> dict:
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"features file {path!r} does not exist; create it with "
+        raise FileNotFoundError(f"features file {path!r} does not exist; create it by running the notebook "
+                                "in full mode (it extracts and caches the features in FEATURE_FILE) or with "
                                 "`transformer-lab features --data-dir DIR --out FILE`")
     if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
         raise ValueError(f"features file {path!r} is corrupt or not a PyTorch file (not a torch.save archive)")
