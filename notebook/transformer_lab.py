@@ -31,19 +31,7 @@
 #   training): see *Running this notebook* below. Grading never trains: it runs your code and loads
 #   the checkpoints you submit with the notebook (*Submitting*, at the end).
 #
-# | part | points |
-# |---|---|
-# | 1. scaled dot-product attention | 3 |
-# | 2. multi-head attention | 3 |
-# | 3. encoder block | 3 |
-# | 4. positional encoding | 2 |
-# | 5. warm-up schedule | 2 |
-# | 6. reverse task: loss | 2 |
-# | 7. reverse task: training | 3 |
-# | 8. attention-map plot | 1 |
-# | 9. set anomaly: loss | 2 |
-# | 10. set anomaly: training | 3 |
-# | 11. set anomaly: prediction view | 1 |
+# @@POINTS_TABLE@@
 
 # %% [markdown]
 # ## Running this notebook
@@ -183,6 +171,10 @@ DATASET_PATH = os.path.expanduser(os.fspath(_setting("DATASET_PATH", "PATH_DATAS
 FEATURE_FILE = os.path.expanduser(os.fspath(_setting("FEATURE_FILE", "TL_FEATURES",
                                                      os.path.join(DATASET_PATH, "cifar100_resnet34_imagenet.pt"))))
 CHECKPOINT_FILES = ("reverse.ckpt", "anomaly.ckpt")  # all that grading reads from CHECKPOINT_DIR
+# What grading demands of the trained checkpoints; the test cells check the same standard.
+REVERSE_THRESHOLD = @@REVERSE_THRESHOLD@@  # token accuracy of the reverse model on fresh sequences
+ANOMALY_THRESHOLD = @@ANOMALY_THRESHOLD@@  # anomaly sets solved, on CIFAR-100 features
+ANOMALY_THRESHOLD_QUICK = @@ANOMALY_THRESHOLD_QUICK@@  # anomaly sets solved, on the quick mode's synthetic features
 print(f"GPU: {HAS_GPU}, quick mode: {QUICK}, grading: {GRADING}")
 print(f"checkpoints in {os.path.abspath(CHECKPOINT_DIR)}, data in {os.path.abspath(DATASET_PATH)}")
 print(f"feature file {FEATURE_FILE}: {'found' if os.path.isfile(FEATURE_FILE) else 'not there'}")
@@ -472,6 +464,11 @@ check_close(_y.mean(-1), torch.zeros(3, 7), "mean over features of the output", 
             hint="post-LN: norm2(h + dropout(MLP(h))) must be the last operation")
 check_close(_y.std(-1, unbiased=False), torch.ones(3, 7), "std over features of the output", atol=1e-3,
             hint="post-LN: norm2(h + dropout(MLP(h))) must be the last operation")
+with torch.no_grad():  # the block's own submodules, composed as the tutorial does (LayerNorm hides a lost residual)
+    _h = _block.norm1(_x + _block.self_attn(_x))
+    _expected = _block.norm2(_h + _block.linear_net(_h))
+check_close(_y, _expected, "EncoderBlock output vs norm2(h + linear_net(h)), h = norm1(x + self_attn(x))", atol=1e-5,
+            hint="keep both residual connections (x + ...) and apply each norm after its addition (post-LN)")
 print("EncoderBlock: visible tests passed")
 ### BEGIN HIDDEN TESTS
 with torch.no_grad():
@@ -759,7 +756,8 @@ _m = ReversePredictor.load_from_checkpoint(REVERSE_CKPT, map_location="cpu")
 assert (_m.hparams.num_layers, _m.hparams.num_heads) == (1, 1), (
     f"the reverse model should have 1 layer and 1 head, got {_m.hparams.num_layers} and {_m.hparams.num_heads}")
 _acc = _reverse_accuracy(_m)
-assert _acc >= 0.95, f"the checkpoint reaches {100 * _acc:.1f}% token accuracy on fresh sequences; expected >= 95% — train longer or check the loss"
+assert _acc >= REVERSE_THRESHOLD, (f"the checkpoint reaches {100 * _acc:.1f}% token accuracy on fresh sequences; grading "
+                                  f"requires >= {100 * REVERSE_THRESHOLD:.0f}% — train longer or check the loss")
 print(f"train_reverse: visible tests passed ({100 * _acc:.2f}% on fresh sequences)")
 ### BEGIN HIDDEN TESTS
 import tempfile
@@ -1055,9 +1053,11 @@ _acc = _correct / _total
 if GRADING and ANOMALY_SOURCE == "synthetic" and _acc < 0.5:
     print(f"note: {100 * _acc:.1f}% on synthetic sets; the checkpoint was probably trained on CIFAR features, "
           f"which are not available here ({FEATURE_FILE}), so its accuracy is not checked")
-else:
-    assert _acc >= 0.5, (f"the checkpoint finds the anomaly in {100 * _acc:.1f}% of fixed validation sets "
-                         f"({ANOMALY_SOURCE} features; chance is {100 / SET_SIZE:.0f}%); expected >= 50% — train longer or check the loss")
+else:  # the standard grading applies to the features it was trained on
+    _need = ANOMALY_THRESHOLD if ANOMALY_SOURCE == "cifar" else ANOMALY_THRESHOLD_QUICK
+    assert _acc >= _need, (f"the checkpoint finds the anomaly in {100 * _acc:.1f}% of fixed validation sets "
+                           f"({ANOMALY_SOURCE} features; chance is {100 / SET_SIZE:.0f}%); grading requires >= "
+                           f"{100 * _need:.0f}% on test sets of such features — train longer or check the loss")
 print(f"train_anomaly: visible tests passed ({100 * _acc:.1f}% of validation sets)")
 ### BEGIN HIDDEN TESTS
 assert equivariance_error(_m, _x[:8].cpu()) < 1e-4, "the trained model is not permutation-equivariant: no positional encoding for sets"

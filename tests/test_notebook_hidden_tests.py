@@ -43,6 +43,8 @@ MUTATIONS = {
         ("pre-LN attention", "x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)))",
          "x = x + self.dropout(self.self_attn(self.norm1(x), mask=mask))"),
         ("MLP skipped", "x = self.norm2(x + self.dropout(self.linear_net(x)))", "x = self.norm2(x)"),
+        ("lost MLP residual", "x = self.norm2(x + self.dropout(self.linear_net(x)))",
+         "x = self.norm2(self.dropout(self.linear_net(x)))"),
     ],
     "positional_encoding": [
         ("sin and cos swapped", "pe[:, 0::2] = torch.sin(position * div_term)", "pe[:, 0::2] = torch.cos(position * div_term)"),
@@ -104,8 +106,10 @@ def _snapshots() -> dict[str, dict]:
     return _SNAPSHOTS
 
 
-def _run(upto_test: str, replace: tuple[str, str, str] | None = None, extra: str | None = None):
-    """Exec the cells from ``impl_<part>`` up to ``test_<part>``; return the test cell's exception."""
+def _run(upto_test: str, replace: tuple[str, str, str] | None = None, extra: str | None = None,
+         public_only: bool = False):
+    """Exec the cells from ``impl_<part>`` up to ``test_<part>``; return the test cell's exception.
+    ``public_only``: without the test cell's hidden block (what a student's run of the release checks)."""
     part = upto_test.removeprefix("test_")
     ns = dict(_snapshots()[part])
     started = False
@@ -120,6 +124,8 @@ def _run(upto_test: str, replace: tuple[str, str, str] | None = None, extra: str
             continue
         if extra is not None and grade_id == f"impl_{part}":
             source = source + "\n\n" + extra
+        if public_only and grade_id == upto_test:
+            source = source.split("### BEGIN HIDDEN TESTS")[0]
         code = compile(source, f"<{grade_id}>", "exec")
         if grade_id == upto_test:
             try:
@@ -323,3 +329,15 @@ def plot_anomaly_prediction(indices, probs, attn_maps, idx=0, images=None, path=
 def test_correct_solution_written_differently_passes(part):
     err = _run(f"test_{part}", extra=ALTERNATIVES[part])
     assert err is None, f"test_{part} rejects a correct solution: {type(err).__name__}: {err}"
+
+
+#: bugs the release's own (public) checks must catch: a student should not learn of them from a grade
+PUBLIC_CATCHES = {"encoder_block": ["lost residual", "lost MLP residual", "pre-LN attention", "MLP skipped"]}
+
+
+@pytest.mark.parametrize("part,name", [(p, n) for p, ns in PUBLIC_CATCHES.items() for n in ns])
+def test_public_checks_catch_what_layernorm_hides(part, name):
+    mutation = next(m for m in MUTATIONS[part] if m[0] == name)
+    err = _run(f"test_{part}", mutation, public_only=True)
+    assert isinstance(err, AssertionError), f"the public checks of {part} miss {name!r}"
+    assert _run(f"test_{part}", public_only=True) is None

@@ -33,7 +33,6 @@ import json
 import re
 import sys
 import textwrap
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import jupytext
@@ -48,27 +47,31 @@ OUT = ROOT / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 
 
-@dataclass(frozen=True)
-class Part:
-    points: int
-    #: ``module:Qualname`` of the functions/methods whose bodies are the solution region.
-    targets: tuple[str, ...] = field(default_factory=tuple)
+#: The graded parts (titles, points, solution targets) and the accuracy thresholds: the registry the
+#: grader reads too. ``@@NAME@@`` in the template becomes the registry's value (``PLACEHOLDERS``).
+sys.path.insert(0, str(ROOT / "autograder"))
+from lab_autograder.registry import (  # noqa: E402
+    ANOMALY_THRESHOLD, ANOMALY_THRESHOLD_QUICK, PARTS, REVERSE_THRESHOLD)
 
 
-#: The graded parts (contract with the autograder: see source/PARTS.md).
-PARTS: dict[str, Part] = {
-    "scaled_dot_product": Part(3, ("attention:scaled_dot_product",)),
-    "multihead_attention": Part(3, ("attention:MultiheadAttention.forward",)),
-    "encoder_block": Part(3, ("encoder:EncoderBlock.forward",)),
-    "positional_encoding": Part(2, ("positional:sinusoidal_table", "positional:PositionalEncoding.forward")),
-    "warmup_factor": Part(2, ("scheduler:warmup_cosine_factor",)),
-    "reverse_loss": Part(2, ("reverse:ReversePredictor._calculate_loss",)),
-    "train_reverse": Part(3, ("reverse:train_reverse",)),
-    "attention_plot": Part(1, ("plots:plot_attention_maps",)),
-    "anomaly_loss": Part(2, ("anomaly:AnomalyPredictor._calculate_loss",)),
-    "train_anomaly": Part(3, ("anomaly:train_anomaly",)),
-    "prediction_view": Part(1, ("anomaly_plots:plot_anomaly_prediction",)),
-}
+def points_table() -> str:
+    """The notebook's table of parts and points (Markdown)."""
+    rows = [f"| {i}. {p.title} | {p.points} |" for i, p in enumerate(PARTS.values(), 1)]
+    return "\n".join(["| part | points |", "|---|---|", *rows])
+
+
+PLACEHOLDERS = {"POINTS_TABLE": points_table(), "REVERSE_THRESHOLD": repr(REVERSE_THRESHOLD),
+                "ANOMALY_THRESHOLD": repr(ANOMALY_THRESHOLD), "ANOMALY_THRESHOLD_QUICK": repr(ANOMALY_THRESHOLD_QUICK)}
+PLACEHOLDER_RE = re.compile(r"@@(\w+)@@")
+
+
+def fill_placeholders(text: str, where: str) -> str:
+    def sub(m):
+        if m.group(1) not in PLACEHOLDERS:
+            raise BuildError(f"{where}: unknown placeholder {m.group(0)}; known: {sorted(PLACEHOLDERS)}")
+        return PLACEHOLDERS[m.group(1)]
+    return PLACEHOLDER_RE.sub(sub, text)
+
 
 #: Docstrings for student stubs whose reference function has none (the reference's own wins).
 STUB_DOCS: dict[str, str] = {
@@ -293,7 +296,7 @@ def build(partial: bool = False, template_path: Path = TEMPLATE) -> nbformat.Not
     part_cells: dict[str, dict[str, int]] = {p: {"impl": 0, "test": 0} for p in PARTS}
     for index, cell in enumerate(template.cells):
         if cell.cell_type == "markdown":
-            new = nbformat.v4.new_markdown_cell(cell.source)
+            new = nbformat.v4.new_markdown_cell(fill_placeholders(cell.source, f"template cell {index}"))
             new.id = f"md{index:03d}"
             cells.append(new)
             continue
@@ -333,7 +336,7 @@ def build(partial: bool = False, template_path: Path = TEMPLATE) -> nbformat.Not
             block = merged_imports([module(n) for n in included], "\n".join(own)).splitlines()
             i = body.index(IMPORTS_PLACEHOLDER)
             body[i:i + 1] = block
-        source = "\n".join(body).strip("\n")
+        source = fill_placeholders("\n".join(body).strip("\n"), f"template cell {index}")
         new = nbformat.v4.new_code_cell(source)
         if role == "plain":
             new.id = _cell_id("plain", source, index)

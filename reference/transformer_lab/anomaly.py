@@ -94,7 +94,7 @@ class AnomalyConfig:
 
 
 def quick_anomaly_config() -> AnomalyConfig:
-    """The CPU quick mode's recipe (a smaller model, 15 epochs: ~20 s on 2 cores), used on
+    """The CPU quick mode's recipe (a smaller model, 15 epochs; timings in benchmarks/README.md), used on
     ``set_anomaly.quick_mode_features()`` by the notebook, ``train anomaly --quick`` and the demo."""
     return AnomalyConfig(model_dim=64, num_layers=2, num_heads=4, max_epochs=15, warmup=20, lr=1e-3)
 

@@ -11,10 +11,10 @@ import torch
 def cpu_threads(n: int | None):
     """Run the block with ``n`` intra-op CPU threads (None: leave as is), then restore.
 
-    Small models spend their time in many tiny operations. On an idle 2-core machine two
-    threads are still faster for the reverse model (4.0 against 5.8 ms a step), but when other
-    processes compete for the cores, threads waiting for each other slow every operation down
-    10-30x, and one thread is far faster (benchmarks/README.md).
+    Small models spend their time in many tiny operations. On an idle machine torch's threads
+    are still faster for the reverse model, but when other processes compete for the cores,
+    threads waiting for each other slow every operation down many times over, and one thread is
+    far faster (figures: benchmarks/README.md).
     """
     if n is None:
         yield
