@@ -58,9 +58,13 @@ def plot_histograms(rows: list[dict], maxima: dict[str, float], path: Path) -> P
     cols = 4
     nrows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 2.6 * nrows), squeeze=False)
+    from matplotlib.ticker import MaxNLocator
+
     for ax, (title, values, top) in zip(axes.flat, panels):
-        bins = max(1, min(25, int(top * 2))) if top else 1
-        ax.hist(values, bins=bins, range=(0, top or 1), color="tab:blue", edgecolor="white")
+        step = 0.25 if top <= 5 else 1.0  # one bar per score a part can give (its checks' weights)
+        edges = [step * (i - 0.5) for i in range(int(round((top or 1) / step)) + 2)]
+        ax.hist(values, bins=edges, color="tab:blue", edgecolor="white")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{title} (max {top:g})", fontsize=9)
         ax.set_xlabel("points", fontsize=8)
         ax.set_ylabel("students", fontsize=8)
@@ -75,15 +79,16 @@ def plot_histograms(rows: list[dict], maxima: dict[str, float], path: Path) -> P
 
 def summary_lines(rows: list[dict], maxima: dict[str, float]) -> list[str]:
     """Mean points and share at full marks per part: which part the class found hard."""
-    lines = [f"{'part':<34} {'mean':>6} {'max':>5} {'full marks':>11}"]
+    w = max(len(t) for t in P.TITLES.values())
+    lines = [f"{'part':<{w}} {'mean':>6} {'max':>5}  full marks"]
     n = max(1, len(rows))
     for p in P.PART_ORDER:
         if p in maxima:
             vals = [r["parts"].get(p, 0.0) for r in rows]
             full = sum(v >= maxima[p] for v in vals)
-            lines.append(f"{P.TITLES[p]:<34} {sum(vals) / n:>6.2f} {maxima[p]:>5g} {full:>5}/{len(rows):<5}")
+            lines.append(f"{P.TITLES[p]:<{w}} {sum(vals) / n:>6.2f} {maxima[p]:>5g}  {full}/{len(rows)}")
     totals = [r["total"] for r in rows]
-    lines.append(f"{'total':<34} {sum(totals) / n:>6.2f} {max((r['max'] for r in rows), default=0):>5g}")
+    lines.append(f"{'total':<{w}} {sum(totals) / n:>6.2f} {max((r['max'] for r in rows), default=0):>5g}")
     return lines
 
 
