@@ -38,8 +38,11 @@
 #
 # **On Colab.** *File → Upload notebook* and choose this file. A GPU is optional: with one
 # (*Runtime → Change runtime type → T4 GPU* or better) the notebook trains the tutorial's full
-# recipe, without one it trains in quick mode. The first code cell installs
-# PyTorch Lightning, the one package Colab lacks (elsewhere it does nothing). What the notebook
+# recipe, without one it trains in quick mode. The notebook comes with `lab_data.py`, given code it
+# imports (loading the data): upload it too (*Files* pane, folder icon on the left, *Upload to
+# session storage*); if your course publishes the release online, the first code cell fetches it
+# for you, and otherwise tells you it is missing. That cell also installs PyTorch Lightning, the
+# one package Colab lacks (elsewhere it does nothing). What the notebook
 # writes lands in `/content` (the *Files* pane, folder icon on the left): `/content/checkpoints/`
 # and `/content/data/`. Colab deletes these files when the runtime is recycled, so download your
 # submission as soon as you have it, or keep the checkpoints on your Google Drive (see the settings
@@ -51,7 +54,8 @@
 #     pip install "torch>=2.4" "torchvision>=0.19" "pytorch-lightning>=2.2" matplotlib ipywidgets jupyterlab
 #     jupyter lab transformer_lab.ipynb
 #
-# What the notebook writes lands next to it: `checkpoints/` and `data/`.
+# Keep `lab_data.py` next to the notebook. What the notebook writes lands next to it too:
+# `checkpoints/` and `data/`.
 #
 # **Quick mode or the full recipe.** `QUICK` in the settings cell below decides: `None` (the
 # default) trains the full recipe when there is a GPU and the quick mode otherwise; `True` or
@@ -92,15 +96,36 @@
 #@cell given install
 # Colab (or any fresh Python): install what this notebook needs and the machine lacks. Colab ships
 # torch, torchvision and matplotlib, but not Lightning. Where everything is installed, nothing happens.
+import hashlib
 import importlib.util
+import os
 import subprocess
 import sys
+import urllib.request
 
 REQUIREMENTS = {"pytorch_lightning": "pytorch-lightning>=2.2"}  # module -> pip requirement (pyproject.toml)
 _missing = [req for module, req in REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
 if _missing:
     print("installing", *_missing)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *_missing], check=True)
+
+# The given data code this notebook imports comes in a file beside it; check that it is there and is
+# the version released with this notebook (a stale copy would fail in confusing ways later).
+GIVEN_FILES = @@GIVEN_FILES@@  # file -> SHA-256
+RELEASE_URL = @@RELEASE_URL@@  # where your course publishes the release folder ("": nowhere)
+for _name, _sha in GIVEN_FILES.items():
+    if not os.path.isfile(_name) and RELEASE_URL and not os.environ.get("NBGRADER_EXECUTION"):
+        print(f"fetching {_name} from {RELEASE_URL}")
+        urllib.request.urlretrieve(f"{RELEASE_URL.rstrip('/')}/{_name}", _name)
+    if not os.path.isfile(_name):
+        raise FileNotFoundError(
+            f"{_name} is not in {os.getcwd()}: it holds given code this notebook imports and comes with it "
+            "(the release folder). Put it next to the notebook (Colab: Files pane, 'Upload to session "
+            "storage') and run this cell again.")
+    with open(_name, "rb") as _f:
+        if hashlib.sha256(_f.read()).hexdigest() != _sha:
+            print(f"warning: {_name} is not the version released with this notebook (edited, or from another "
+                  "release): get it again from the release folder, then restart the kernel")
 
 # %% [markdown]
 # ## Your settings
@@ -123,7 +148,10 @@ FEATURE_FILE = None    # None: DATASET_PATH/cifar100_resnet34_imagenet.pt (the R
 
 # %% [markdown]
 # ## Setup
-# Imports, and the settings above turned into the values the notebook uses.
+# Imports, and the settings above turned into the values the notebook uses. The names imported from
+# `lab_data` are given data code (batched loaders, CIFAR-100, ResNet34 features, anomaly sets): it
+# lives in `lab_data.py`, next to this notebook, so that it does not stand between you and the parts
+# you write. Read it if you are curious; do not edit it (grading uses its own copy).
 
 # %%
 #@cell given imports
@@ -138,6 +166,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython import get_ipython
 from IPython.display import display
+from lab_data import IMAGENET_MEAN, IMAGENET_STD, SetAnomalyDataset, SetBatchLoader, batched_loader, cached_features, load_cifar100, quick_mode_features, read_feature_file, split_train_val, synthetic_features
 
 # %%
 #@cell given setup
@@ -634,7 +663,7 @@ display(plot_lr_schedule(warmup=100, max_iters=2000))
 
 # %%
 #@cell given reverse_data
-#@include reverse:ReverseDataset,BatchIndexSampler,batched_loader
+#@include reverse:ReverseDataset
 
 # %%
 _example = ReverseDataset(num_categories=10, seq_len=16, size=1, generator=torch.Generator().manual_seed(0))
@@ -860,14 +889,6 @@ matplotlib.pyplot.close("all")
 # 512-d features (class means plus noise) so that everything runs on a CPU; the task is then easier
 # than on real images.
 
-# %%
-#@cell given cifar
-#@include cifar:*
-
-# %%
-#@cell given features
-#@include features:*
-
 # %% [markdown]
 # The training images are split 90/10 into training and validation, **balanced** per class
 # (the first 10% of every class go to validation). `SetAnomalyDataset` builds the sets: item `i` is
@@ -875,11 +896,9 @@ matplotlib.pyplot.close("all")
 # is always the **last** element (label `set_size - 1`), which is harmless for a permutation-
 # equivariant model. Training sets are drawn afresh on every access; validation and test sets are
 # drawn once from a seeded generator, so they are the same on every run and every platform.
-# `SetBatchLoader` samples and gathers whole batches with tensor operations.
-
-# %%
-#@cell given set_data
-#@include set_anomaly:*
+# `SetBatchLoader` samples and gathers whole batches with tensor operations. This code (`load_cifar100`,
+# `cached_features`, `split_train_val`, `SetAnomalyDataset`, `SetBatchLoader`) is given, in `lab_data.py`;
+# the cell below puts it to work.
 
 # %%
 #@cell given anomaly_data

@@ -180,7 +180,7 @@ def test_nbgrader_layout_is_keyed_by_student_and_regraded_by_content(tmp_path, c
     assert set(rows) == {"alice", "bob"} and rows["alice"]["timestamp"] == "2026-11-25 10:00:00.000000 UTC"
     alice = json.loads((out / "alice" / "results.json").read_text())["extra_data"]
     assert alice["student_id"] == "alice" and len(alice["content_sha256"]) == 16
-    assert set(alice["grader"]) == {"version", "code_sha256", "source_sha256", "settings_sha256"}
+    assert set(alice["grader"]) == {"version", "code_sha256", "source_sha256", "given_sha256", "settings_sha256"}
     assert alice["anomaly_features"]["spec"] == "none"
     # one student path, as `submitted/*/transformer_lab` expands: same names, nothing graded again
     capsys.readouterr()
@@ -194,6 +194,16 @@ def test_nbgrader_layout_is_keyed_by_student_and_regraded_by_content(tmp_path, c
     assert "1 changed since graded" in capsys.readouterr().out
     assert "no list of cells" in (out / "bob" / "feedback.md").read_text()
     assert (out / "alice" / "results.json").stat().st_mtime_ns == before
+    # the course fixes its given code: everyone is graded again with it
+    assignment = tmp_path / "assignment"
+    assignment.mkdir()
+    for f in ("transformer_lab.ipynb", "lab_data.py"):
+        (assignment / f).write_bytes((catalog.SOURCE.parent / f).read_bytes())
+    with (assignment / "lab_data.py").open("a") as f:
+        f.write("# fixed\n")
+    source = str(assignment / "transformer_lab.ipynb")
+    assert cli_main(["grade", str(submitted), "--out", str(out), "--source", source]) == 0
+    assert "2 changed since graded" in capsys.readouterr().out
 
 
 def test_feedback_html_escapes_everything(tmp_path):

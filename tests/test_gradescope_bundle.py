@@ -169,12 +169,15 @@ def test_bundle_holds_what_gradescope_needs_and_no_solution_notebook(bundle):
             "requirements-torch.txt",
             "bundle.env",
             "points/transformer_lab.ipynb",
+            "points/lab_data.py",
             "data/anomaly_test_features.pt",
             "lib/lab_autograder/grade.py",
             "lib/transformer_lab/attention.py",
         } <= names
         assert not any("__pycache__" in n or n.startswith("source/") for n in names)
         assert "BEGIN SOLUTION" not in z.read("points/transformer_lab.ipynb").decode()
+        release = ROOT / "release" / "transformer_lab"
+        assert z.read("points/lab_data.py") == (release / "lab_data.py").read_bytes()
         assert z.getinfo("run_autograder").external_attr >> 16 & 0o111
         setup = z.read("setup.sh").decode()
         pins = (z.read("requirements.txt") + z.read("requirements-torch.txt")).decode().split()

@@ -84,6 +84,8 @@ def test_source_notebook_is_a_fresh_build():
     fresh = json.loads(bn.dumps(bn.build()))
     committed = normalized(SOURCE)
     assert fresh == committed, "source notebook is stale: run `python tools/build_notebook.py` (make source)"
+    for name, text in bn.given_modules().items():
+        assert SOURCE.with_name(name).read_text() == text, f"{name} is stale: run `make source`"
 
 
 def test_builder_is_deterministic():
@@ -110,15 +112,17 @@ def test_graded_code_equals_reference(source_nb):
 
 
 def test_every_notebook_definition_is_the_reference(source_nb, reference_defs):
-    """Given cells too: any def/class the notebook shares with the reference is the reference's code."""
+    """Given cells and given modules too: any def/class they share with the reference is the reference's code."""
     shared = 0
-    for cell in code_cells(source_nb):
-        for node in ast.parse(cell.source).body:
+    sources = [cell.source for cell in code_cells(source_nb)]
+    sources += [SOURCE.with_name(name).read_text() for name in bn.GIVEN_FILES]
+    for source in sources:
+        for node in ast.parse(source).body:
             name = getattr(node, "name", None)
             if name in reference_defs and not name.startswith("_") or name in ("_save", "_draw_cell", "_fmt"):
                 shared += 1
                 assert norm(node) in reference_defs[name], f"notebook's {name} differs from the reference"
-    assert shared >= 30, f"only {shared} reference definitions found in the notebook"
+    assert shared >= 50, f"only {shared} reference definitions found in the notebook and its given modules"
 
 
 def test_training_code_is_the_tutorials_plain_code(source_nb):
@@ -130,12 +134,35 @@ def test_training_code_is_the_tutorials_plain_code(source_nb):
         assert private not in text, private
 
 
-def test_notebook_is_self_contained(source_nb):
+def test_notebook_needs_only_its_folder(source_nb):
+    """The notebook and its given modules never import the reference package: a student has only the
+    release folder."""
     pattern = re.compile(r"^\s*(import\s+transformer_lab|from\s+transformer_lab|from\s+\.)", re.M)
     for path in (SOURCE, RELEASE):
         nb = nbformat.read(path, as_version=4)
         for cell in code_cells(nb):
             assert not pattern.search(cell.source), f"{path.name}: a cell imports the reference package:\n{cell.source[:300]}"
+        for name in bn.GIVEN_FILES:
+            text = path.with_name(name).read_text()
+            assert not pattern.search(text), f"{path.parent.name}/{name} imports the reference package"
+            assert "do not edit" in text and "tools/build_notebook.py" in text, f"{name} must say it is generated"
+
+
+def test_given_module_is_data_plumbing_with_no_solution():
+    """The given module holds no solution target and nothing of the graded parts: the builder refuses."""
+    text = SOURCE.with_name("lab_data.py").read_text()
+    for obj in ("def load_cifar100", "def cached_features", "class SetAnomalyDataset", "class SetBatchLoader",
+                "def batched_loader"):
+        assert obj in text, obj
+    for target in (t for p in bn.PARTS.values() for t in p.targets):
+        assert f"def {target.split(':')[1].split('.')[-1]}(" not in text, target
+
+
+def test_builder_refuses_a_solution_in_a_given_module(tmp_path, monkeypatch):
+    (tmp_path / "lab_data.py").write_text('"""x"""\n#@include attention:scaled_dot_product\n')
+    monkeypatch.setattr(bn, "TEMPLATE", tmp_path / "transformer_lab.py")
+    with pytest.raises(bn.BuildError, match="holds the solution"):
+        bn.build_given("lab_data.py")
 
 
 def test_parts_contract(source_nb):
@@ -205,6 +232,7 @@ def test_install_cell_adds_only_what_is_missing(source_nb, monkeypatch):
 
     first = code_cells(source_nb)[0]
     assert first.metadata["nbgrader"]["grade_id"] == "install"
+    monkeypatch.chdir(SOURCE.parent)  # the notebook's folder, with its given modules
     calls = []
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a))
     ns: dict = {}
@@ -218,6 +246,30 @@ def test_install_cell_adds_only_what_is_missing(source_nb, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # as on Colab: Lightning missing
     exec(first.source, {})  # noqa: S102
     assert calls and calls[0][0][-1] == "pytorch-lightning>=2.2" and calls[0][0][1:4] == ["-m", "pip", "install"]
+
+
+def test_install_cell_finds_fetches_or_explains_the_given_modules(source_nb, tmp_path, monkeypatch, capsys):
+    """Colab starts with the notebook alone: the first cell fetches the given module from the course's
+    release URL when there is one, says what to upload when there is none, and flags a stale copy."""
+    first = code_cells(source_nb)[0].source
+    assert re.search(r"^RELEASE_URL = '.*'", first, re.M), "the builder fills RELEASE_URL from pyproject.toml"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    no_url = re.sub(r"^RELEASE_URL = .*$", "RELEASE_URL = ''", first, flags=re.M)
+    with pytest.raises(FileNotFoundError, match=r"lab_data.py is not in .*Upload to session storage"):
+        exec(no_url, {})  # noqa: S102 - the project's own cell
+    url = (SOURCE.parent.as_uri())
+    with_url = re.sub(r"^RELEASE_URL = .*$", f"RELEASE_URL = {url!r}", first, flags=re.M)
+    exec(with_url, {})  # noqa: S102
+    assert (tmp_path / "lab_data.py").read_bytes() == SOURCE.with_name("lab_data.py").read_bytes()
+    assert "fetching lab_data.py" in capsys.readouterr().out
+    (tmp_path / "lab_data.py").write_text("# an old release\n")
+    exec(with_url, {})  # noqa: S102 - present: never fetched again, but flagged
+    assert "lab_data.py is not the version released with this notebook" in capsys.readouterr().out
+    (tmp_path / "lab_data.py").unlink()
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")  # grading never fetches: the grader supplies it
+    with pytest.raises(FileNotFoundError):
+        exec(with_url, {})  # noqa: S102
 
 
 def _cell_by_id(nb, cell_id):
@@ -249,6 +301,7 @@ def _resolve_settings(source_nb, settings: str, env: dict, monkeypatch) -> dict:
         monkeypatch.delenv(var, raising=False)
     for var, value in env.items():
         monkeypatch.setenv(var, value)
+    monkeypatch.syspath_prepend(str(SOURCE.parent))  # the given modules the imports cell imports
     ns: dict = {"__name__": "__settings_test__"}
     for source in (_cell_by_id(source_nb, "imports").source, settings, _cell_by_id(source_nb, "setup").source):
         exec(compile(source, "<cell>", "exec"), ns)  # noqa: S102 - the project's own cells
@@ -288,8 +341,9 @@ def test_notebook_speaks_notebook_not_command_line(source_nb):
             assert "transformer-lab " not in cell.source and "--data-dir" not in cell.source, cell.source[:200]
     flags = ("--data-dir", "--download", "--features", "--weights", "transformer-lab ")
     checked = 0
-    for cell in code_cells(source_nb):
-        for node in ast.walk(ast.parse(cell.source)):
+    given = [SOURCE.with_name(name).read_text() for name in bn.GIVEN_FILES]  # their messages reach students too
+    for source in [cell.source for cell in code_cells(source_nb)] + given:
+        for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.JoinedStr):
                 text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -300,7 +354,7 @@ def test_notebook_speaks_notebook_not_command_line(source_nb):
                 checked += 1
                 # a flag or command may appear only beside the notebook's own way of doing the same
                 assert "notebook" in text or "weights='none'" in text, text
-    assert checked >= 3, "the data messages (cifar, features) are not in the notebook any more?"
+    assert checked >= 3, "the data messages (cifar, features) are not in the notebook or lab_data.py any more?"
 
 
 def test_make_submission_packs_only_what_grading_reads(source_nb, tmp_path, monkeypatch, capsys):

@@ -8,6 +8,7 @@ catch every bug; public + hidden tests together are.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import types
 import warnings
@@ -137,8 +138,22 @@ def _run(upto_test: str, replace: tuple[str, str, str] | None = None, extra: str
     raise AssertionError(f"no cell {upto_test}")
 
 
+@pytest.fixture(scope="session")
+def notebook_folder(tmp_path_factory) -> Path:
+    """A folder holding the notebook's given modules, as a student's notebook folder does."""
+    sys.path.insert(0, str(ROOT / "autograder"))
+    from lab_autograder.registry import GIVEN_FILES
+
+    folder = tmp_path_factory.mktemp("notebook")
+    for name in GIVEN_FILES:
+        shutil.copy(SOURCE.with_name(name), folder / name)
+    return folder
+
+
 @pytest.fixture(autouse=True)
-def _quiet(monkeypatch):
+def _quiet(monkeypatch, notebook_folder):
+    monkeypatch.chdir(notebook_folder)  # the first cell checks the given modules there; imports find them
+    monkeypatch.syspath_prepend(str(notebook_folder))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("TL_QUICK", "1")
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)

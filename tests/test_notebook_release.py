@@ -166,7 +166,8 @@ def executed_source(tmp_path_factory):
     from nbclient import NotebookClient
 
     work = tmp_path_factory.mktemp("source_run")
-    shutil.copy(SOURCE, work / SOURCE.name)
+    for f in bn.assignment_files(SOURCE.parent):
+        shutil.copy(f, work / f.name)
     nb = nbformat.read(work / SOURCE.name, as_version=4)
     env_before = dict(os.environ)
     os.environ.update(TL_QUICK="1", MPLBACKEND="Agg", OMP_NUM_THREADS="1")  # warnings on: none may show

@@ -11,6 +11,7 @@ The zip unpacks into ``/autograder/source``::
     bundle.env, manifest.json      the anomaly features it grades on; versions and hashes, for the instructor
     lib/lab_autograder, lib/transformer_lab    the grader and the reference it compares with
     points/transformer_lab.ipynb   the student release (no solution): its nbgrader metadata gives the points
+    points/lab_data.py             the given code the notebook imports (every job gets this copy)
     data/anomaly_test_features.pt  the instructor's features (only with --features)
 
 Nothing in it is readable by student code once ``harden.sh`` has run (see autograder/README.md).
@@ -28,6 +29,9 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "autograder"))
+from lab_autograder.registry import GIVEN_FILES  # noqa: E402
+
 GRADESCOPE = ROOT / "autograder" / "gradescope"
 RELEASE = ROOT / "release" / "transformer_lab" / "transformer_lab.ipynb"
 SOURCE = ROOT / "source" / "transformer_lab" / "transformer_lab.ipynb"
@@ -89,6 +93,8 @@ def files(features: Path | None) -> dict[str, bytes]:
             if f.is_file() and "__pycache__" not in f.parts and f.suffix in (".py", ".md"):
                 out[f"lib/{name}/{f.relative_to(folder).as_posix()}"] = f.read_bytes()
     out["points/transformer_lab.ipynb"] = RELEASE.read_bytes()
+    for name in GIVEN_FILES:
+        out[f"points/{name}"] = RELEASE.with_name(name).read_bytes()
     spec = "synthetic"
     if features is not None:
         out[FEATURES_NAME] = _features(features)
@@ -102,6 +108,7 @@ def files(features: Path | None) -> dict[str, bytes]:
             "features_sha256": _sha(out[FEATURES_NAME]) if features else "",
             "source_notebook_sha256": _sha(SOURCE.read_bytes()) if SOURCE.is_file() else "",
             "release_notebook_sha256": _sha(out["points/transformer_lab.ipynb"]),
+            "given_sha256": {name: _sha(out[f"points/{name}"]) for name in GIVEN_FILES},
             "pins": [pin(d) for d in TORCH + RUNTIME],
         },
         indent=1,

@@ -16,12 +16,17 @@ Directives in the template's code cells (each on a line of its own):
 ``#@include mod:a,b``        replaced by the source of top-level objects ``a``, ``b`` of
                              ``transformer_lab.mod`` (functions, classes, assignments)
 
+The given modules (``GIVEN_FILES`` of the registry, e.g. ``lab_data.py``: data plumbing students need
+not read) are built the same way from their templates ``notebook/<name>`` (``#@include``, ``#@imports``)
+into ``source/transformer_lab/<name>``, beside the notebook; nbgrader copies them into the release.
+
 In an ``impl`` cell, the body (after the docstring) of each of the part's targets is wrapped in
 ``### BEGIN SOLUTION`` / ``### END SOLUTION``; nbgrader replaces it with ``raise NotImplementedError()``
 in the release. Package-relative imports (``from .x import y``) are dropped: the notebook defines
 everything itself. A target without a docstring gets the stub docstring of ``STUB_DOCS``.
 
-Usage: ``python tools/build_notebook.py [--out PATH] [--check]`` (``--check``: exit 1 if PATH is stale).
+Usage: ``python tools/build_notebook.py [--out PATH] [--check]`` (``--check``: exit 1 if PATH or a given
+module beside it is stale).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import json
 import re
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import jupytext
@@ -51,7 +57,7 @@ BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 #: grader reads too. ``@@NAME@@`` in the template becomes the registry's value (``PLACEHOLDERS``).
 sys.path.insert(0, str(ROOT / "autograder"))
 from lab_autograder.registry import (  # noqa: E402
-    ANOMALY_THRESHOLD, ANOMALY_THRESHOLD_QUICK, PARTS, REVERSE_THRESHOLD)
+    ANOMALY_THRESHOLD, ANOMALY_THRESHOLD_QUICK, GIVEN_FILES, PARTS, REVERSE_THRESHOLD)
 
 
 def points_table() -> str:
@@ -60,16 +66,24 @@ def points_table() -> str:
     return "\n".join(["| part | points |", "|---|---|", *rows])
 
 
+def release_url() -> str:
+    """``[tool.transformer-lab] release_url`` of pyproject.toml: where the course publishes the release
+    folder, from which the notebook's first cell fetches a missing given module (Colab). ``""``: nowhere."""
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text()).get("tool", {}).get("transformer-lab", {})
+    return str(conf.get("release_url", ""))
+
+
 PLACEHOLDERS = {"POINTS_TABLE": points_table(), "REVERSE_THRESHOLD": repr(REVERSE_THRESHOLD),
-                "ANOMALY_THRESHOLD": repr(ANOMALY_THRESHOLD), "ANOMALY_THRESHOLD_QUICK": repr(ANOMALY_THRESHOLD_QUICK)}
+                "ANOMALY_THRESHOLD": repr(ANOMALY_THRESHOLD), "ANOMALY_THRESHOLD_QUICK": repr(ANOMALY_THRESHOLD_QUICK),
+                "RELEASE_URL": repr(release_url())}
 PLACEHOLDER_RE = re.compile(r"@@(\w+)@@")
 
 
-def fill_placeholders(text: str, where: str) -> str:
+def fill_placeholders(text: str, where: str, values: dict[str, str] = PLACEHOLDERS) -> str:
     def sub(m):
-        if m.group(1) not in PLACEHOLDERS:
-            raise BuildError(f"{where}: unknown placeholder {m.group(0)}; known: {sorted(PLACEHOLDERS)}")
-        return PLACEHOLDERS[m.group(1)]
+        if m.group(1) not in values:
+            raise BuildError(f"{where}: unknown placeholder {m.group(0)}; known: {sorted(values)}")
+        return values[m.group(1)]
     return PLACEHOLDER_RE.sub(sub, text)
 
 
@@ -246,21 +260,32 @@ def object_source(mod: Module, name: str, solution_targets: list[str]) -> str:
     return "\n".join(out)
 
 
-def merged_imports(mods: list[Module], extra: str = "") -> str:
-    """One sorted block: the absolute imports of ``mods`` plus the import statements in ``extra``."""
+def _bound(alias: ast.alias, plain: bool) -> str:
+    return alias.asname or (alias.name.split(".")[0] if plain else alias.name)
+
+
+def merged_imports(mods: list[Module], extra: str = "", used: set[str] | None = None) -> str:
+    """One sorted block: the absolute imports of ``mods`` plus the import statements in ``extra``
+    (only those binding a name in ``used``, when given)."""
     plain: set[str] = set()
     froms: dict[str, set[str]] = {}
     nodes = [n for mod in mods for n in mod.imports()] + list(ast.parse(extra).body)
     for node in nodes:
         if isinstance(node, ast.Import):
             for alias in node.names:
-                plain.add(f"import {alias.name}" + (f" as {alias.asname}" if alias.asname else ""))
+                if used is None or _bound(alias, True) in used:
+                    plain.add(f"import {alias.name}" + (f" as {alias.asname}" if alias.asname else ""))
         else:
-            names = froms.setdefault(node.module, set())
             for alias in node.names:
-                names.add(alias.name + (f" as {alias.asname}" if alias.asname else ""))
+                if used is None or _bound(alias, False) in used:
+                    froms.setdefault(node.module, set()).add(alias.name + (f" as {alias.asname}" if alias.asname else ""))
     out = sorted(plain, key=lambda s: s.split()[1])
-    out += [f"from {m} import {', '.join(sorted(n))}" for m, n in sorted(froms.items())]
+    for m, n in sorted(froms.items()):
+        line = f"from {m} import {', '.join(sorted(n))}"
+        if len(line) > 100:
+            line = textwrap.fill(", ".join(sorted(n)), 100, initial_indent=f"from {m} import (",
+                                 subsequent_indent="    ", break_on_hyphens=False) + ")"
+        out.append(line)
     return "\n".join(out)
 
 
@@ -276,67 +301,111 @@ def _cell_id(kind: str, key: str, index: int) -> str:
     return f"{kind}-{key}"[:64] if kind != "plain" else f"c{index:03d}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
+def _included_modules(lines: list[str]) -> list[str]:
+    """The reference modules that ``#@include`` lines name, in order of first use."""
+    out: list[str] = []
+    for line in lines:
+        m = INCLUDE_RE.match(line.strip())
+        if m and m.group(1) not in out:
+            out.append(m.group(1))
+    return out
+
+
+def expand(lines: list[str], role: str, key: str | None, where: str, imported: list[str],
+           only_used: bool = False) -> list[str]:
+    """``lines`` with ``#@include`` replaced by reference code and ``#@imports`` by the merged imports of
+    the modules ``imported`` plus the import lines of ``lines`` themselves (``only_used``: those whose
+    name the code uses)."""
+    all_targets = [t for p in PARTS.values() for t in p.targets]
+    body: list[str] = []
+    for line in lines:
+        stripped = line.strip()
+        if m := INCLUDE_RE.match(stripped):
+            mod = module(m.group(1))
+            names = [n.strip() for n in m.group(2).split(",") if n.strip()]
+            if names == ["*"]:
+                names = mod.object_names()
+            targets = list(PARTS[key].targets) if role == "impl" else []
+            for j, name in enumerate(names):
+                leaking = [t for t in all_targets if t.split(":")[0] == mod.name
+                           and t.split(":")[1].split(".")[0] == name and t not in targets]
+                if leaking:
+                    raise BuildError(f"{where} ({role} {key}) includes {mod.name}:{name}, which "
+                                     f"holds the solution of {leaking}: include it in that part's impl cell")
+                if j:
+                    body += ["", ""]
+                body += object_source(mod, name, targets).splitlines()
+            continue
+        body.append(IMPORTS_PLACEHOLDER if IMPORTS_RE.match(stripped) else line)
+    if IMPORTS_PLACEHOLDER in body:
+        # merge the cell's own import lines into the generated block
+        own = [ln for ln in body if re.match(r"(import|from)\s", ln)]
+        body = [ln for ln in body if ln not in own]
+        used = None
+        if only_used:
+            code = ast.parse("\n".join(ln for ln in body if ln != IMPORTS_PLACEHOLDER))
+            used = {n.id for n in ast.walk(code) if isinstance(n, ast.Name)}
+        block = merged_imports([module(n) for n in imported], "\n".join(own), used).splitlines()
+        i = body.index(IMPORTS_PLACEHOLDER)
+        body[i:i + 1] = block
+    return body
+
+
+def template_of(name: str) -> Path:
+    return TEMPLATE.parent / name
+
+
+def build_given(name: str) -> str:
+    """The given module ``name``: its template ``notebook/<name>`` with the reference code included."""
+    path = template_of(name)
+    if not path.is_file():
+        raise BuildError(f"{path.relative_to(ROOT)} (the template of the given module {name}) does not exist")
+    lines = path.read_text().splitlines()
+    body = expand(lines, "given", name, f"notebook/{name}", _included_modules(lines), only_used=True)
+    return "\n".join(body).strip("\n") + "\n"
+
+
+def given_modules() -> dict[str, str]:
+    """``{name: text}`` of every given module."""
+    return {name: build_given(name) for name in GIVEN_FILES}
+
+
+def assignment_files(folder: Path) -> list[Path]:
+    """What a student's notebook folder starts with (in ``source/`` or ``release/<assignment>``): the
+    notebook and the given modules it imports."""
+    return [Path(folder) / f"{ASSIGNMENT}.ipynb", *(Path(folder) / n for n in GIVEN_FILES)]
+
+
 def build(partial: bool = False, template_path: Path = TEMPLATE) -> nbformat.NotebookNode:
     """The source notebook, from ``template_path`` and the reference package (raises BuildError)."""
     _MODULES.clear()
     template = jupytext.read(template_path, fmt="py:percent")
-    all_targets = [t for p in PARTS.values() for t in p.targets]
-
-    # First pass: which modules are included (for the merged imports)
-    included: list[str] = []
-    for cell in template.cells:
-        if cell.cell_type == "code":
-            for line in cell.source.splitlines():
-                m = INCLUDE_RE.match(line.strip())
-                if m and m.group(1) not in included:
-                    included.append(m.group(1))
+    # the first cell checks that the given modules next to the notebook are the ones built with it
+    values = dict(PLACEHOLDERS, GIVEN_FILES=repr({n: hashlib.sha256(t.encode()).hexdigest()
+                                                  for n, t in given_modules().items()}))
+    # the imports cell merges the imports of what the notebook includes (given modules import their own)
+    included = _included_modules([ln for c in template.cells if c.cell_type == "code" for ln in c.source.splitlines()])
 
     cells = []
     seen_ids: set[str] = set()
     part_cells: dict[str, dict[str, int]] = {p: {"impl": 0, "test": 0} for p in PARTS}
     for index, cell in enumerate(template.cells):
         if cell.cell_type == "markdown":
-            new = nbformat.v4.new_markdown_cell(fill_placeholders(cell.source, f"template cell {index}"))
+            new = nbformat.v4.new_markdown_cell(fill_placeholders(cell.source, f"template cell {index}", values))
             new.id = f"md{index:03d}"
             cells.append(new)
             continue
         if cell.cell_type != "code":
             raise BuildError(f"template cell {index} has unsupported type {cell.cell_type}")
         role, key = "plain", None
-        body: list[str] = []
-        for line in cell.source.splitlines():
-            stripped = line.strip()
-            if m := CELL_RE.match(stripped):
+        lines = cell.source.splitlines()
+        for i, line in enumerate(lines):
+            if m := CELL_RE.match(line.strip()):
                 role, key = m.groups()
-                continue
-            if m := INCLUDE_RE.match(stripped):
-                mod = module(m.group(1))
-                names = [n.strip() for n in m.group(2).split(",") if n.strip()]
-                if names == ["*"]:
-                    names = mod.object_names()
-                targets = list(PARTS[key].targets) if role == "impl" else []
-                for j, name in enumerate(names):
-                    leaking = [t for t in all_targets if t.split(":")[0] == mod.name
-                               and t.split(":")[1].split(".")[0] == name and t not in targets]
-                    if leaking:
-                        raise BuildError(f"template cell {index} ({role} {key}) includes {mod.name}:{name}, which "
-                                         f"holds the solution of {leaking}: include it in that part's impl cell")
-                    if j:
-                        body += ["", ""]
-                    body += object_source(mod, name, targets).splitlines()
-                continue
-            if IMPORTS_RE.match(stripped):
-                body.append(IMPORTS_PLACEHOLDER)
-                continue
-            body.append(line)
-        if IMPORTS_PLACEHOLDER in body:
-            # merge the cell's own import lines into the generated block
-            own = [ln for ln in body if re.match(r"(import|from)\s", ln)]
-            body = [ln for ln in body if ln not in own]
-            block = merged_imports([module(n) for n in included], "\n".join(own)).splitlines()
-            i = body.index(IMPORTS_PLACEHOLDER)
-            body[i:i + 1] = block
-        source = fill_placeholders("\n".join(body).strip("\n"), f"template cell {index}")
+                del lines[i]
+                break
+        body = expand(lines, role, key, f"template cell {index}", included)
+        source = fill_placeholders("\n".join(body).strip("\n"), f"template cell {index}", values)
         new = nbformat.v4.new_code_cell(source)
         if role == "plain":
             new.id = _cell_id("plain", source, index)
@@ -393,20 +462,23 @@ def main(argv=None) -> int:
     ap.add_argument("--partial", action="store_true", help="allow parts without cells (work in progress only)")
     args = ap.parse_args(argv)
     try:
-        text = dumps(build(partial=args.partial))
+        outputs = {args.out: dumps(build(partial=args.partial))}
+        outputs.update({args.out.parent / name: text for name, text in given_modules().items()})
     except BuildError as e:
         print(f"build_notebook: {e}", file=sys.stderr)
         return 2
     if args.check:
-        current = args.out.read_text() if args.out.is_file() else ""
-        if current != text:
-            print(f"{args.out} is stale: run `python tools/build_notebook.py`", file=sys.stderr)
+        stale = [path for path, text in outputs.items() if (path.read_text() if path.is_file() else "") != text]
+        for path in stale:
+            print(f"{path} is stale: run `python tools/build_notebook.py`", file=sys.stderr)
+        if stale:
             return 1
-        print(f"{args.out} is up to date")
+        print(f"{args.out} and its given modules are up to date")
         return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    for path, text in outputs.items():
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return 0
 
 

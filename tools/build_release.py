@@ -6,9 +6,10 @@
                                            committed release differs (volatile metadata ignored)
 
 The gradebook is a throw-away database in a temporary directory: nothing is written outside
-``release/``. Only ``*.ipynb`` files are copied from ``source/<assignment>/`` (never checkpoints,
-data or logs a local run of the source notebook may have left there). The release notebook is then
-checked: no solution region, no hidden test, every graded part has its (locked) test cell.
+``release/``. Only the notebook and the given modules (``GIVEN_FILES``) are copied from
+``source/<assignment>/`` (never checkpoints, data or logs a local run of the source notebook may have
+left there). The release is then checked: no solution region, no hidden test, every graded part has
+its (locked) test cell, and the given modules are the source's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "transformer_lab"
 NOTEBOOK = f"{ASSIGNMENT}.ipynb"
+sys.path.insert(0, str(ROOT / "autograder"))
+from lab_autograder.registry import GIVEN_FILES  # noqa: E402
 
 #: Notebook/cell metadata that differ between runs or tool versions and carry no content.
 VOLATILE_NB_KEYS = ("widgets", "jupytext", "toc", "varInspector")
@@ -43,7 +46,7 @@ def generate(course_root: Path) -> Path:
             nbgrader_exe(), "generate_assignment", ASSIGNMENT, "--force", "--no-db",
             f"--CourseDirectory.root={course_root}",
             f"--CourseDirectory.db_url=sqlite:///{tmp}/gradebook.db",
-            "--CourseDirectory.include=['*.ipynb']",
+            f"--CourseDirectory.include={['*.ipynb', *GIVEN_FILES]!r}",
             "--CourseDirectory.ignore=['.ipynb_checkpoints','checkpoints','data','lightning_logs','__pycache__']",
             "--log-level=WARN",
         ]
@@ -66,12 +69,17 @@ def normalized(path: Path) -> dict:
 
 
 def check_release(path: Path) -> list[str]:
-    """Problems of a release notebook: leaked solutions/hidden tests, missing or unlocked test cells."""
+    """Problems of a release notebook: leaked solutions/hidden tests, missing or unlocked test cells,
+    given modules missing or not the source's."""
     sys.path.insert(0, str(ROOT / "tools"))
     from build_notebook import PARTS
 
     nb = json.loads(Path(path).read_text())
     problems = []
+    for name in GIVEN_FILES:
+        given, source = Path(path).with_name(name), ROOT / "source" / ASSIGNMENT / name
+        if not given.is_file() or not source.is_file() or given.read_bytes() != source.read_bytes():
+            problems.append(f"{name}: missing beside the notebook, or not the source's copy (make release)")
     ids = {}
     for cell in nb["cells"]:
         src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]

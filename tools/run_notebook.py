@@ -5,7 +5,7 @@
 ``python tools/run_notebook.py --release --out runs/student``   the release (stops at the first stub)
 ``python tools/run_notebook.py --full --until test_train_reverse --out runs/full``   full recipe, reverse only
 
-The directory gets the notebook, the executed copy (``executed.ipynb``), the ``checkpoints/`` its
+The directory gets the notebook and its given modules, the executed copy (``executed.ipynb``), the ``checkpoints/`` its
 training cells write and the ``submission.zip`` its last cell packs: a complete submission of the
 reference solution (for the autograder's "the reference earns full marks" check). Prints the
 slowest cells and what ``checkpoints/`` holds (exit status 1 if anything but the two checkpoints).
@@ -29,6 +29,8 @@ from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "transformer_lab.ipynb"
+sys.path.insert(0, str(ROOT / "tools"))
+from build_notebook import assignment_files  # noqa: E402
 
 
 def _seconds(cell) -> float:
@@ -51,7 +53,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     src = ROOT / ("release" if args.release else "source") / "transformer_lab" / NAME
     args.out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(src, args.out / NAME)
+    for f in assignment_files(src.parent):  # the notebook and the given modules it imports
+        shutil.copy(f, args.out / f.name)
     if args.full:
         os.environ["TL_QUICK"] = "0"
     os.environ.setdefault("TL_QUICK", "1")

@@ -174,7 +174,11 @@ def main(argv=None) -> int:
         if missing:
             print(f"autograder: error: no such submission: {', '.join(missing)}", file=sys.stderr)
             return 2
-        grade_all(expand([Path(s) for s in args.submissions], args.assignment), _settings(args, args.out))
+        try:
+            grade_all(expand([Path(s) for s in args.submissions], args.assignment), _settings(args, args.out))
+        except FileNotFoundError as e:  # the grader's own files (given modules, features), not a submission's
+            print(f"autograder: error: {e}", file=sys.stderr)
+            return 2
         print()
         print_table(Path(args.out))
         return 0

@@ -24,7 +24,7 @@ from .job import Job
 from .layout import Entry, expand
 from .notebook import NotebookError, cells_from_bytes, labeled_code_cells, points_from_source
 from .oracles import oracle_source
-from .registry import PARTS
+from .registry import GIVEN_FILES, PARTS
 from .sandbox import UID_BASE, lease_slot, run_worker, sandbox_level
 from .submission import snapshot
 from .version import VERSION, code_fingerprint, file_sha256
@@ -131,6 +131,20 @@ def load_features(spec) -> Features:
     return Features(feats, labels, spec, threshold, described, digest)
 
 
+def given_files(source: Path | None) -> dict[str, bytes]:
+    """The given modules the notebook imports (``GIVEN_FILES``), read beside the points notebook: the
+    assignment's own copies, which every job gets (a student's copy is never read)."""
+    folder = (source or DEFAULT_SOURCE).parent
+    missing = [n for n in GIVEN_FILES if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{', '.join(missing)} not found in {folder}: the notebook imports this given code, "
+            "which must sit beside the notebook that --source names (`make release` builds "
+            "source/transformer_lab/ and release/transformer_lab/ with it)"
+        )
+    return {n: (folder / n).read_bytes() for n in GIVEN_FILES}
+
+
 class Grader:
     def __init__(self, settings: Settings):
         self.s = settings
@@ -140,12 +154,14 @@ class Grader:
             else (DEFAULT_SOURCE if DEFAULT_SOURCE.is_file() else None)
         )
         self.points, self.points_origin = points_from_source(src)
+        self.given = given_files(src)
         self.features = load_features(settings.anomaly_features)
         # what a score depends on besides the submission: regrade when any of it changes
         self.identity = {
             "version": VERSION,
             "code_sha256": code_fingerprint(),
             "source_sha256": file_sha256(src),
+            "given_sha256": {n: hashlib.sha256(b).hexdigest()[:16] for n, b in self.given.items()},
         }
         self.key = hashlib.sha256(
             json.dumps(
@@ -268,7 +284,7 @@ class Grader:
                     }
                 ).encode(),
             )
-            paths, log = job.new_launch(ckpts)
+            paths, log = job.new_launch(ckpts, self.given)
             res = run_worker(
                 job.dir,
                 paths,

@@ -4,13 +4,15 @@
       in/           root:<job gid> 0750   worker.py, job.json, inputs.pt, oracles.py: read-only inputs
       root/         root 0755              the jail's mount point (namespaces level)
       log-N         root 0600              stdout/stderr of launch N
-      work-N/       <uid> 0700             launch N's notebook folder (nb/, checkpoints/) and scratch
+      work-N/       <uid> 0700             launch N's notebook folder (nb/: the given modules, checkpoints/)
+                                           and scratch
       out-N/        <uid> 0700             launch N's outputs, read back by fd (O_NOFOLLOW, owner, cap)
 
 Every launch gets fresh ``work-N`` and ``out-N`` folders, made and filled by root while no
 process of the job's uid is alive, then handed over; nothing a worker wrote is ever written
 again, opened by path or followed by root. The grader keeps its own snapshot of the checkpoints
-(bytes in memory); ``work-N/nb/checkpoints`` holds copies for the notebook's cells only.
+(bytes in memory); ``work-N/nb/checkpoints`` holds copies for the notebook's cells only, and
+``work-N/nb`` the assignment's given modules (``lab_data.py``) that the notebook imports.
 """
 
 from __future__ import annotations
@@ -47,9 +49,11 @@ class Job:
         except FileNotFoundError:
             pass
 
-    def new_launch(self, checkpoints: dict[str, bytes]) -> tuple[dict[str, Path], Path]:
-        """Fresh ``work-N`` (with the notebook's ``checkpoints/``) and ``out-N``; returns the paths and
-        the log's path."""
+    def new_launch(
+        self, checkpoints: dict[str, bytes], given: dict[str, bytes] | None = None
+    ) -> tuple[dict[str, Path], Path]:
+        """Fresh ``work-N`` (with the notebook's ``checkpoints/`` and ``given`` modules) and ``out-N``;
+        returns the paths and the log's path."""
         self.launches += 1
         n = self.launches
         work, out = self.dir / f"work-{n}", self.dir / f"out-{n}"
@@ -57,6 +61,8 @@ class Job:
             d.mkdir(mode=0o700)
         for name, data in checkpoints.items():
             write_new(work / "nb" / "checkpoints" / name, data, 0o600)
+        for name, data in (given or {}).items():
+            write_new(work / "nb" / name, data, 0o600)
         if self.uid is not None:
             for top in (work, out):
                 for root, dirs, files in os.walk(top):

@@ -85,3 +85,8 @@ REVERSE_THRESHOLD = 0.99
 #: 86.1-90.3% (4 training x 3 grader seeds), 80%.
 ANOMALY_THRESHOLD = 0.90
 ANOMALY_THRESHOLD_QUICK = 0.80
+
+#: Given code the notebook imports, shipped beside it in ``source/`` and ``release/`` (generated from
+#: ``notebook/<name>`` by ``tools/build_notebook.py``). The grader copies the assignment's own copy
+#: (beside the points notebook) into every job: a student's copy is never read.
+GIVEN_FILES = ("lab_data.py",)
