@@ -52,3 +52,13 @@ def test_builder_and_grader_read_the_registry():
         if part.iso_stage:  # re-checked on stand-ins of what it builds on, never of itself
             assert name not in stages[part.iso_stage] and part.depends, name
     assert parts.REVERSE_THRESHOLD == REVERSE_THRESHOLD
+
+
+def test_grades_table_columns_come_from_the_registry(tmp_path, capsys):
+    from lab_autograder.cli import print_table
+
+    columns = [p.column for p in PARTS.values()]
+    assert all(columns) and len(set(columns)) == len(columns), "every part needs its own short column name"
+    (tmp_path / "grades.csv").write_text("student_id," + ",".join(PARTS) + ",total\nalice," + "1," * len(PARTS) + "11\n")
+    print_table(tmp_path)
+    assert capsys.readouterr().out.split("\n")[0].split() == ["student_id", *columns, "total"]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .layout import ASSIGNMENT, expand, gradescope_entry
 from .parts import PART_ORDER
+from .registry import PARTS
 
 
 def _settings(args, out):
@@ -54,19 +55,7 @@ def print_table(out: Path, file=None) -> None:
     if not rows:
         return
     head = rows[0]
-    short = {
-        "scaled_dot_product": "sdp",
-        "multihead_attention": "mha",
-        "encoder_block": "block",
-        "positional_encoding": "pe",
-        "warmup_factor": "warmup",
-        "reverse_loss": "rev_loss",
-        "train_reverse": "rev_train",
-        "attention_plot": "attn_plot",
-        "anomaly_loss": "an_loss",
-        "train_anomaly": "an_train",
-        "prediction_view": "pred_view",
-    }
+    short = {name: part.column or name for name, part in PARTS.items()}
     head = [short.get(h, h) for h in head]
     widths = [max(len(str(r[i])) for r in [head] + rows[1:]) for i in range(len(head))]
     for r in [head] + rows[1:]:

@@ -24,18 +24,23 @@ class Part:
     depends: tuple[str, ...] = ()
     #: the stage (``grade.STAGES``) that re-checks this part on correct stand-ins of ``depends``
     iso_stage: str | None = None
+    #: its column header in the grades table the CLI prints
+    column: str = ""
 
 
 _ATTENTION = ("scaled_dot_product", "multihead_attention", "encoder_block")
 
 PARTS: dict[str, Part] = {
-    "scaled_dot_product": Part("Scaled dot-product attention", 3, ("attention:scaled_dot_product",)),
+    "scaled_dot_product": Part(
+        "Scaled dot-product attention", 3, ("attention:scaled_dot_product",), column="sdp"
+    ),
     "multihead_attention": Part(
         "Multi-head attention",
         3,
         ("attention:MultiheadAttention.forward",),
         ("scaled_dot_product",),
         "iso_sdp",
+        column="mha",
     ),
     "encoder_block": Part(
         "Encoder block (post-LN)",
@@ -43,17 +48,24 @@ PARTS: dict[str, Part] = {
         ("encoder:EncoderBlock.forward",),
         ("scaled_dot_product", "multihead_attention"),
         "iso_mha",
+        column="block",
     ),
     "positional_encoding": Part(
-        "Positional encoding", 2, ("positional:sinusoidal_table", "positional:PositionalEncoding.forward")
+        "Positional encoding",
+        2,
+        ("positional:sinusoidal_table", "positional:PositionalEncoding.forward"),
+        column="pe",
     ),
-    "warmup_factor": Part("Cosine warm-up learning-rate factor", 2, ("scheduler:warmup_cosine_factor",)),
+    "warmup_factor": Part(
+        "Cosine warm-up learning-rate factor", 2, ("scheduler:warmup_cosine_factor",), column="warmup"
+    ),
     "reverse_loss": Part(
         "Reverse task: loss and accuracy",
         2,
         ("reverse:ReversePredictor._calculate_loss",),
         _ATTENTION + ("positional_encoding",),
         "iso_all",
+        column="rev_loss",
     ),
     "train_reverse": Part(
         "Reverse task: training and checkpoint",
@@ -61,19 +73,28 @@ PARTS: dict[str, Part] = {
         ("reverse:train_reverse",),
         _ATTENTION + ("positional_encoding",),
         "iso_all",
+        column="rev_train",
     ),
-    "attention_plot": Part("Attention-map plot", 1, ("plots:plot_attention_maps",)),
+    "attention_plot": Part("Attention-map plot", 1, ("plots:plot_attention_maps",), column="attn_plot"),
     "anomaly_loss": Part(
         "Set anomaly: loss and accuracy",
         2,
         ("anomaly:AnomalyPredictor._calculate_loss",),
         _ATTENTION,
         "iso_all",
+        column="an_loss",
     ),
     "train_anomaly": Part(
-        "Set anomaly: training and checkpoint", 3, ("anomaly:train_anomaly",), _ATTENTION, "iso_all"
+        "Set anomaly: training and checkpoint",
+        3,
+        ("anomaly:train_anomaly",),
+        _ATTENTION,
+        "iso_all",
+        column="an_train",
     ),
-    "prediction_view": Part("Set anomaly: prediction view", 1, ("anomaly_plots:plot_anomaly_prediction",)),
+    "prediction_view": Part(
+        "Set anomaly: prediction view", 1, ("anomaly_plots:plot_anomaly_prediction",), column="pred_view"
+    ),
 }
 
 #: Token accuracy a reverse checkpoint must reach, in the notebook's public check and in grading.
