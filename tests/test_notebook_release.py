@@ -233,7 +233,8 @@ def test_nbgrader_validate_passes_on_the_source(executed_source):
 
 @pytest.mark.slow
 def test_nbgrader_validate_invert_passes_on_the_release(tmp_path):
-    shutil.copy(RELEASE, tmp_path / RELEASE.name)
+    for f in bn.assignment_files(RELEASE.parent):  # as a student gets it: the notebook and lab_data.py
+        shutil.copy(f, tmp_path / f.name)
     proc = _validate(tmp_path / RELEASE.name, "--invert")
     assert proc.returncode == 0 and "Success! The notebook does not pass any tests." in proc.stdout, \
         proc.stdout[-5000:] + proc.stderr[-3000:]
