@@ -122,8 +122,8 @@ for _name, _sha in GIVEN_FILES.items():
             f"{_name} is not in {os.getcwd()}: it holds given code this notebook imports and comes with it "
             "(the release folder). Put it next to the notebook (Colab: Files pane, 'Upload to session "
             "storage') and run this cell again.")
-    with open(_name, "rb") as _f:
-        if hashlib.sha256(_f.read()).hexdigest() != _sha:
+    with open(_name, "rb") as _f:  # line endings aside (a Windows checkout may turn \n into \r\n)
+        if hashlib.sha256(_f.read().replace(b"\r\n", b"\n")).hexdigest() != _sha:
             print(f"warning: {_name} is not the version released with this notebook (edited, or from another "
                   "release): get it again from the release folder, then restart the kernel")
 

@@ -263,6 +263,10 @@ def test_install_cell_finds_fetches_or_explains_the_given_modules(source_nb, tmp
     exec(with_url, {})  # noqa: S102
     assert (tmp_path / "lab_data.py").read_bytes() == SOURCE.with_name("lab_data.py").read_bytes()
     assert "fetching lab_data.py" in capsys.readouterr().out
+    crlf = SOURCE.with_name("lab_data.py").read_bytes().replace(b"\n", b"\r\n")
+    (tmp_path / "lab_data.py").write_bytes(crlf)  # a Windows checkout: the same file
+    exec(with_url, {})  # noqa: S102
+    assert "not the version" not in capsys.readouterr().out
     (tmp_path / "lab_data.py").write_text("# an old release\n")
     exec(with_url, {})  # noqa: S102 - present: never fetched again, but flagged
     assert "lab_data.py is not the version released with this notebook" in capsys.readouterr().out
