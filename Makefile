@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test test-fast demo source release gradescope notebook bench clean
+.PHONY: help install test test-fast test-gpu demo source release gradescope notebook bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ test: $(STAMP)  ## run the whole test suite (CPU; slow tests included)
 
 test-fast: $(STAMP)  ## the test suite without the slow (training, notebook) tests
 	$(PY) -m pytest -q -m "not slow"
+
+test-gpu: $(STAMP)  ## the GPU tier: full recipes trained on CUDA, their accuracy (skipped without CUDA)
+	$(PY) -m pytest -v -s -m gpu --durations=0
 
 demo: release  ## train both tasks (anomaly: the notebook's quick mode), draw the figures, grade the examples
 	$(VENV)/bin/transformer-lab train reverse --out runs/demo
