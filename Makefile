@@ -24,7 +24,9 @@ test: $(STAMP)  ## run the whole test suite (CPU; slow tests included)
 test-fast: $(STAMP)  ## the test suite without the slow (training, notebook) tests
 	$(PY) -m pytest -q -m "not slow"
 
-test-gpu: $(STAMP)  ## the GPU tier: full recipes trained on CUDA, their accuracy (skipped without CUDA)
+test-gpu: $(STAMP)  ## the GPU tier: full recipes trained on CUDA and their accuracy (needs a CUDA device)
+	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
+	  'make test-gpu: no CUDA device is visible (torch.cuda.is_available() is False); run it on a GPU machine')"
 	$(PY) -m pytest -v -s -m gpu --durations=0
 
 demo: release  ## train both tasks (anomaly: the notebook's quick mode), draw the figures, grade the examples
