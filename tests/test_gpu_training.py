@@ -2,7 +2,7 @@
 
 Every test here is marked ``gpu``: without CUDA each is skipped with that reason (conftest.py), so
 ``make test`` on a CPU machine is unchanged. They run the commands a user runs (``transformer-lab
-train …``, the notebook in full mode, ``autograder grade``) and assert on what those commands write.
+train …``, the notebook in full mode, the autograder) and assert on what they write.
 
 Data: the CIFAR-100 ResNet34 feature file when it exists (``TL_FEATURES``, default
 ``data/cifar100_resnet34_imagenet.pt``: ``transformer-lab features`` writes it), otherwise the synthetic
@@ -51,8 +51,8 @@ def run_transformer_lab(*args, timeout) -> tuple[subprocess.CompletedProcess, fl
 
 
 def train_reverse_full(out: Path, accelerator: str = "gpu") -> tuple[dict, float]:
-    _, seconds = run_transformer_lab("train", "reverse", "--accelerator", accelerator, "--quiet", "--out", str(out),
-                                 timeout=900)
+    _, seconds = run_transformer_lab("train", "reverse", "--accelerator", accelerator, "--quiet",
+                                     "--out", str(out), timeout=900)
     return json.loads((out / "reverse_result.json").read_text()), seconds
 
 
@@ -64,7 +64,7 @@ def train_anomaly_full(out: Path, accelerator: str = "gpu", *extra: str) -> tupl
     else:
         data, need = ["--synthetic"], SYNTHETIC_MIN_TEST_ACC
     _, seconds = run_transformer_lab("train", "anomaly", *data, "--accelerator", accelerator, "--quiet",
-                                 "--out", str(out), *extra, timeout=3600)
+                                     "--out", str(out), *extra, timeout=3600)
     return json.loads((out / "anomaly_result.json").read_text()), need, seconds
 
 
