@@ -1,8 +1,9 @@
 """The GPU tier (``make test-gpu``): the full recipes, trained on CUDA, reach the tutorial's accuracy.
 
-Every test here is marked ``gpu``: without CUDA each is skipped with that reason (conftest.py), so
-``make test`` on a CPU machine is unchanged. They run the commands a user runs (``transformer-lab
-train …``, the notebook in full mode, the autograder) and assert on what they write.
+The tests marked ``gpu`` are skipped without CUDA, with that reason (conftest.py). They run the
+commands a user runs (``transformer-lab train …``, the notebook in full mode, the autograder) and
+assert on what they write. One slow CPU test runs the same helpers on small settings, so that they
+keep working between the (rare) runs on a GPU.
 
 Data: the CIFAR-100 ResNet34 feature file when it exists (``TL_FEATURES``, default
 ``data/cifar100_resnet34_imagenet.pt``: ``transformer-lab features`` writes it), otherwise the synthetic
@@ -35,8 +36,6 @@ CIFAR_MIN_TEST_ACC = 0.94  # the tutorial's 94.4 % on CIFAR-100 test sets, less 
 # (sd of a 10 000-set accuracy at 96.6 %: 0.2 points).
 SYNTHETIC_MIN_TEST_ACC = 0.95
 
-pytestmark = pytest.mark.gpu
-
 
 def run_transformer_lab(*args, timeout) -> tuple[subprocess.CompletedProcess, float]:
     """Run the ``transformer-lab`` command as a user does (a fresh process); returns it and its wall time."""
@@ -50,9 +49,10 @@ def run_transformer_lab(*args, timeout) -> tuple[subprocess.CompletedProcess, fl
     return proc, seconds
 
 
-def train_reverse_full(out: Path, accelerator: str = "gpu") -> tuple[dict, float]:
+def train_reverse_full(out: Path, accelerator: str = "gpu", *extra: str) -> tuple[dict, float]:
+    """The tutorial's reverse recipe (unless ``extra`` options change it); returns the result and the wall time."""
     _, seconds = run_transformer_lab("train", "reverse", "--accelerator", accelerator, "--quiet",
-                                     "--out", str(out), timeout=900)
+                                     "--out", str(out), *extra, timeout=900)
     return json.loads((out / "reverse_result.json").read_text()), seconds
 
 
@@ -68,17 +68,17 @@ def train_anomaly_full(out: Path, accelerator: str = "gpu", *extra: str) -> tupl
     return json.loads((out / "anomaly_result.json").read_text()), need, seconds
 
 
-def run_notebook_full(work: Path) -> float:
-    """The source notebook top to bottom in full mode (``TL_QUICK=0``), as a student with a GPU runs it.
+def run_notebook(work: Path, full: bool = True) -> float:
+    """The source notebook top to bottom, in full mode (``TL_QUICK=0``) as a student with a GPU runs it, or quick.
 
     Data lives in the project's ``data/`` (so CIFAR-100, when downloaded, is downloaded once). Returns the
     wall time.
     """
     env = {**os.environ, "PATH_DATASETS": str(ROOT / "data"), "TL_FEATURES": str(CIFAR_FEATURES)}
-    env.pop("OMP_NUM_THREADS", None)
     env.pop("NBGRADER_EXECUTION", None)
+    env["TL_QUICK"] = "0" if full else "1"
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "run_notebook.py"), "--full", "--timeout", "3600",
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "run_notebook.py"), "--timeout", "3600",
                            "--out", str(work)], check=False, capture_output=True, text=True, timeout=4 * 3600,
                           env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -111,6 +111,7 @@ def grade_submission_zip(work: Path) -> dict:
     return res
 
 
+@pytest.mark.gpu
 def test_reverse_full_recipe_on_cuda(tmp_path):
     result, seconds = train_reverse_full(tmp_path)
     print(f"\nreverse on CUDA: test {100 * result['test_acc']:.2f}%, val {100 * result['val_acc']:.2f}%, "
@@ -118,6 +119,7 @@ def test_reverse_full_recipe_on_cuda(tmp_path):
     assert result["test_acc"] >= REVERSE_MIN_TEST_ACC
 
 
+@pytest.mark.gpu
 def test_anomaly_full_recipe_on_cuda(tmp_path):
     result, need, seconds = train_anomaly_full(tmp_path)
     data = "CIFAR-100" if need == CIFAR_MIN_TEST_ACC else "synthetic"
@@ -127,10 +129,28 @@ def test_anomaly_full_recipe_on_cuda(tmp_path):
     assert result["test_acc"] >= need, f"{data} features: {100 * result['test_acc']:.2f}% < {100 * need:.1f}%"
 
 
+@pytest.mark.gpu
 def test_notebook_full_mode_on_cuda_is_graded_full_marks(tmp_path):
     pytest.importorskip("nbclient", reason="running the notebook needs nbclient (pip install -e '.[dev]')")
-    seconds = run_notebook_full(tmp_path)
+    seconds = run_notebook(tmp_path)
     assert "GPU: True, quick mode: False" in printed_by(tmp_path), "the notebook did not run its full recipe on the GPU"
     res = grade_submission_zip(tmp_path)
     print(f"\nnotebook, full mode on CUDA: {seconds:.0f} s; graded {res['score']}/{res['extra_data']['max_score']}")
+    assert res["score"] == res["extra_data"]["max_score"] == 25, json.dumps(res["tests"], indent=1)[:3000]
+
+
+@pytest.mark.slow
+def test_the_tiers_helpers_run_on_cpu(tmp_path, monkeypatch):
+    """The GPU tests' commands and checks, on CPU with small settings: 2 epochs of each task (anomaly on a
+    small synthetic set), the notebook in quick mode (the full recipe is the only difference on a GPU)."""
+    result, _ = train_reverse_full(tmp_path / "reverse", "cpu", "--epochs", "2")
+    assert result["config"]["max_epochs"] == 2 and result["test_acc"] > 0.5, result  # chance: 0.1
+    monkeypatch.setattr(sys.modules[__name__], "CIFAR_FEATURES", tmp_path / "absent.pt")
+    result, need, _ = train_anomaly_full(tmp_path / "anomaly", "cpu", "--epochs", "2", "--synthetic-classes", "20",
+                                         "--synthetic-train-per-class", "300", "--synthetic-test-per-class", "10")
+    assert need == SYNTHETIC_MIN_TEST_ACC and result["config"]["max_epochs"] == 2 and result["test_acc"] > 0.3, result
+    pytest.importorskip("nbclient", reason="running the notebook needs nbclient (pip install -e '.[dev]')")
+    run_notebook(tmp_path / "notebook", full=False)
+    assert "quick mode: True" in printed_by(tmp_path / "notebook")
+    res = grade_submission_zip(tmp_path / "notebook")
     assert res["score"] == res["extra_data"]["max_score"] == 25, json.dumps(res["tests"], indent=1)[:3000]
