@@ -30,12 +30,12 @@ test-gpu: $(STAMP)  ## the GPU tier: full recipes trained on CUDA and their accu
 	$(PY) -m pytest -v -s -m gpu --durations=0
 
 demo: release  ## train both tasks (anomaly: the notebook's quick mode), draw the figures, grade the examples
-	$(VENV)/bin/transformer-lab train reverse --out runs/demo
-	$(VENV)/bin/transformer-lab train anomaly --quick --out runs/demo --quiet
+	$(VENV)/bin/transformer-lab train reverse --out runs/demo/reverse --quiet
+	$(VENV)/bin/transformer-lab train anomaly --quick --out runs/demo/anomaly --quiet
 	$(VENV)/bin/transformer-lab plot pe --out runs/demo/positional_encoding.png
 	$(VENV)/bin/transformer-lab plot lr --out runs/demo/lr_schedule.png
 	rm -rf runs/demo/submissions runs/demo/grades
-	$(VENV)/bin/autograder examples runs/demo/submissions --checkpoints runs/demo
+	$(VENV)/bin/autograder examples runs/demo/submissions --checkpoints runs/demo/reverse --checkpoints runs/demo/anomaly
 	$(VENV)/bin/autograder grade runs/demo/submissions/* --out runs/demo/grades --jobs 2 --anomaly-features synthetic
 	$(VENV)/bin/autograder report runs/demo/grades
 

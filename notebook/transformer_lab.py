@@ -48,7 +48,7 @@
 # submission as soon as you have it, or keep the checkpoints on your Google Drive (see the settings
 # cell).
 #
-# **On your own machine.** Python 3.10 or newer, then (in a virtual environment or a conda
+# **On your own machine.** Python 3.11 or newer, then (in a virtual environment or a conda
 # environment)
 #
 #     pip install "torch>=2.4" "torchvision>=0.19" "pytorch-lightning>=2.2" matplotlib ipywidgets jupyterlab
@@ -66,10 +66,13 @@
 # |---|---|---|
 # | reverse task | 12 800 sequences, 4 epochs | 50 000 sequences, 10 epochs |
 # | set anomaly | synthetic features, model dim 64, 2 layers, 15 epochs | CIFAR-100 through ResNet34, dim 256, 4 layers, 100 epochs |
-# | 2-core CPU | reverse 6 s, anomaly 26–35 s; the whole notebook 46–56 s | reverse 45 s; anomaly 26 min on the synthetic features, about 4 h on CIFAR-100's (estimated: 0.22 s a step × 70 300 steps) |
+# | 2-core CPU, idle | reverse 5 s, anomaly 24 s; the whole notebook 42 s | reverse 45 s; anomaly 26 min on the synthetic features, about 4 h on CIFAR-100's (estimated: 0.22 s a step × 70 300 steps) |
+# | 2-core CPU, shared | with one other busy process per core: the whole notebook 65 s; with three per core: 149 s | about as much longer |
 # | GPU | not measured (on a GPU the full recipe is the default) | reverse about 1 min, anomaly about 18 min of training on an NVIDIA H100, plus the feature extraction, once (measured by the course staff; Colab's GPUs are slower) |
 #
-# The CPU times come from a 2-core machine shared with other jobs, one thread per training.
+# Measured on a 2-core machine (`tools/run_notebook.py [--cpu-hogs N]`). On a CPU both training cells
+# use one thread: on an idle machine as fast as two, and on a shared one several times faster
+# (threads that wait for each other collapse when other work takes the cores).
 #
 # **Where the data lives.** `DATASET_PATH` (default `data/`). The full recipe reads CIFAR-100 from
 # `data/cifar-100-python/` (downloaded there when the network is reachable; otherwise extract
@@ -748,7 +751,7 @@ check_close(_loss, F.cross_entropy(_model(_tokens).reshape(-1, 10), _labels.resh
 
 # %% [markdown]
 # Run the training. In quick mode (the default without a GPU) fewer, larger steps on less data, which
-# still reach ~100%: about 6 s on a 2-core CPU. The full recipe: about 45 s on that CPU, about a minute
+# still reach ~100%: about 5 s on an idle 2-core CPU. The full recipe: about 45 s on that CPU, about a minute
 # on an NVIDIA H100 GPU (the tiny model's steps are too short to keep a GPU busy). Under grading this
 # cell loads your `checkpoints/reverse.ckpt` instead of training.
 
@@ -1021,7 +1024,7 @@ check_close(_loss_p, _loss, "loss of the permuted sets", atol=1e-5, hint="no pos
 # `train_anomaly` as you wrote `train_reverse`: a `Trainer` with gradient clipping, a best-by-`val_acc`
 # `ModelCheckpoint` saved as `<checkpoint_dir>/anomaly.ckpt`, `fit`, reload the best checkpoint and
 # report the train/val/test accuracies. In quick mode the model is smaller (dim 64, 2 layers) and trains
-# for 15 epochs: 26–35 s on a 2-core CPU with the synthetic features. The full recipe: 26 minutes on
+# for 15 epochs: about 25 s on an idle 2-core CPU with the synthetic features. The full recipe: 26 minutes on
 # that CPU with the synthetic features, about 4 hours with CIFAR-100's (estimated); about 18 minutes
 # of training on an NVIDIA H100 (Colab's GPUs are slower).
 

@@ -9,6 +9,7 @@ the grader's); each test then reads the results. The trained checkpoints come fr
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import json
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -273,6 +275,17 @@ def test_integrity_case_gets_exactly_its_score(batch, name):
     assert res["score"] == catalog.INTEGRITY_SCORES[name], (res["score"], lost_parts, res["output"][:3000])
 
 
+def test_no_pickle_costs_the_grader_more_than_seconds(batch):
+    """~1 MiB of colliding dict keys, in every worker output or in both checkpoints: torch.load alone
+    would spend minutes to days building the dicts; the opcode scan refuses them in milliseconds."""
+    ordinary = batch["results"]["link_outputs"]["execution_time"]
+    for name in ("collision_outputs", "collision_checkpoints"):
+        res = batch["results"][name]
+        assert res["execution_time"] < 2 * ordinary + 60, (name, res["execution_time"], ordinary)
+    ckpt = next(t["output"] for t in batch["results"]["collision_checkpoints"]["tests"] if t["tags"] == ["train_reverse"])
+    assert "dict keys or set items that are not strings" in ckpt, ckpt
+
+
 def test_no_file_outside_the_jobs_changed(batch):
     """The canary (world-writable, named in the attacks), the submissions, the checkout's solution
     and the fixture checkpoints are byte for byte as before the batch."""
@@ -330,6 +343,24 @@ def test_feedback_names_no_grader_path_or_host_file(batch):
     leak = (batch["out"] / "leak_in_errors" / "feedback.md").read_text()
     if sandbox_level() == "namespaces":
         assert "LEAK" in leak and "No such file" in leak  # the attack ran, and found no /proc
+
+
+def test_no_stand_in_source_reaches_the_feedback(batch):
+    """The stand-in stages held correct components; code graded there read every file it could and
+    every stand-in it found, and raised it (plain and zlib+base64): none of it may come out."""
+    from lab_autograder.oracles import oracle_source
+
+    source = oracle_source(("scaled_dot_product", "multihead_attention", "encoder", "positional_encoding"))
+    lines = {ln.strip() for ln in source.splitlines() if len(ln.strip()) > 30}
+    res = batch["results"]["leak_stand_ins"]
+    shown = res["output"] + "".join(t["output"] for t in res["tests"])
+    assert "iso_" in "".join(res["extra_data"]["stages"])  # the stand-in stages did run
+    assert "LEAK" in shown  # the student stage's own error is shown (it held no stand-in)...
+    assert not [ln for ln in lines if ln in shown]  # ...but no line of the stand-ins' source
+    for blob in re.findall(r" Z:([A-Za-z0-9+/]{8,})", shown):  # nor in a compressed copy (cut, so partly)
+        raw = base64.b64decode(blob[: len(blob) // 4 * 4])
+        text = zlib.decompressobj().decompress(raw).decode("utf-8", "replace")
+        assert not [ln for ln in lines if ln in text]
 
 
 def test_results_record_the_features_and_the_snapshot(batch):

@@ -15,14 +15,24 @@ from lab_autograder.grade import load_features
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebook" / "transformer_lab.py"
 
 
-def test_synthetic_spec_is_the_notebooks_quick_mode_test_split():
+def test_synthetic_spec_is_held_out_images_of_the_quick_modes_classes():
+    """``synthetic`` grades on images no student has: not the notebook's test split (a student could
+    train on it), but fresh draws of the same classes, from the grader's seed."""
     from transformer_lab.set_anomaly import quick_mode_features
 
     f = load_features("synthetic")
-    feats, labels = quick_mode_features()["test"]
-    assert torch.equal(f.feats, feats) and torch.equal(f.labels, labels)
     assert f.feats.shape == (1000, 512) and f.threshold == P.ANOMALY_THRESHOLD_QUICK and len(f.sha256) == 16
-    assert "quick_mode_features()" in NOTEBOOK.read_text()  # the notebook trains on the same function's data
+    seen = torch.cat([quick_mode_features()[s][0] for s in ("train", "test")])
+    assert torch.cdist(f.feats, seen).min() > 1.0  # no image the notebook gives out
+    from transformer_lab.set_anomaly import QUICK_MODE, synthetic_features
+
+    test_feats, test_labels = quick_mode_features()["test"]
+    assert torch.equal(f.labels, test_labels)  # 20 per class, the same 50 classes...
+    means, _ = synthetic_features(per_class=20, **{**QUICK_MODE, "noise": 0.0})  # each image's class mean
+    for feats in (test_feats, f.feats):  # ...around the same means, with the same noise
+        assert abs(float((feats - means).std()) - QUICK_MODE["noise"]) < 0.01
+    assert not torch.equal(load_features("synthetic", seed=1).feats, f.feats)  # the grader's seed draws them
+    assert "quick_mode_features()" in NOTEBOOK.read_text()  # the notebook trains on the same classes
     assert load_features("synthetic:0:64:0.5").threshold == P.ANOMALY_THRESHOLD
     assert load_features(None).feats is None
 
@@ -48,12 +58,16 @@ def test_reference_trained_as_the_notebook_says_earns_the_anomaly_points(tmp_pat
         _, result = train_anomaly(str(tmp_path), tr_f, tr_l, va_f, va_l, *data["test"], _quick_config(),
                                   progress=False, accelerator="cpu")
     f = load_features("synthetic")
+    ckpt = Path(result["checkpoint"]).read_bytes()
     x, pos = P.anomaly_eval_sets(f.feats, f.labels, 1000, 20240611)
-    acc, why = P.reference_accuracy("train_anomaly", Path(result["checkpoint"]).read_bytes(), x, pos)
+    acc, why = P.reference_accuracy("train_anomaly", ckpt, x, pos)
     assert acc is not None, why
-    print(f"\n[quick-mode anomaly] grader accuracy {acc:.3f} (threshold {f.threshold:.2f}); "
-          f"train_anomaly test_acc {result['test_acc']:.3f}")
+    x, pos = P.anomaly_eval_sets(*data["test"], 1000, 20240611)  # the same sets, on the notebook's test split
+    acc_notebook, _ = P.reference_accuracy("train_anomaly", ckpt, x, pos)
+    print(f"\n[quick-mode anomaly] grader accuracy {acc:.3f} on held-out images, {acc_notebook:.3f} on the "
+          f"notebook's test split (threshold {f.threshold:.2f}); train_anomaly test_acc {result['test_acc']:.3f}")
     assert acc >= f.threshold
+    assert abs(acc - acc_notebook) < 0.03  # held out, not harder: what the recipe learns carries over
 
 
 def test_trusted_evaluation_refuses_what_it_cannot_measure():

@@ -36,7 +36,8 @@ def test_cli_refuses_to_grade_without_the_given_files(tmp_path, capsys):
     sub = tmp_path / "alice"
     sub.mkdir()
     shutil.copy(RELEASE, sub / "transformer_lab.ipynb")
-    assert cli_main(["grade", str(sub), "--out", str(tmp_path / "out"), "--source", str(lone)]) == 2
+    assert cli_main(["grade", str(sub), "--out", str(tmp_path / "out"), "--source", str(lone),
+                     "--anomaly-features", "synthetic"]) == 2
     assert "lab_data.py not found in" in capsys.readouterr().err
     assert not (tmp_path / "out" / "alice").exists()
 

@@ -175,22 +175,25 @@ def _nbgrader_course(root: Path, students: dict[str, bytes]) -> Path:
 def test_nbgrader_layout_is_keyed_by_student_and_regraded_by_content(tmp_path, capsys):
     submitted = _nbgrader_course(tmp_path, {"alice": b"{not json", "bob": b"{also not json"})
     out = tmp_path / "out"
-    assert cli_main(["grade", str(submitted), "--out", str(out), "--quiet"]) == 0
+    assert cli_main(["grade", str(submitted), "--out", str(out), "--quiet"]) == 2  # no anomaly features
+    assert "grading the anomaly part needs its test features" in capsys.readouterr().err
+    features = ["--anomaly-features", "synthetic"]
+    assert cli_main(["grade", str(submitted), "--out", str(out), "--quiet", *features]) == 0
     rows = {r["student_id"]: r for r in csv.DictReader((out / "grades.csv").open())}
     assert set(rows) == {"alice", "bob"} and rows["alice"]["timestamp"] == "2026-11-25 10:00:00.000000 UTC"
     alice = json.loads((out / "alice" / "results.json").read_text())["extra_data"]
     assert alice["student_id"] == "alice" and len(alice["content_sha256"]) == 16
     assert set(alice["grader"]) == {"version", "code_sha256", "source_sha256", "given_sha256", "settings_sha256"}
-    assert alice["anomaly_features"]["spec"] == "none"
+    assert alice["anomaly_features"]["spec"] == "synthetic"
     # one student path, as `submitted/*/transformer_lab` expands: same names, nothing graded again
     capsys.readouterr()
     paths = sorted(str(p) for p in submitted.glob("*/transformer_lab"))
-    assert cli_main(["grade", *paths, "--out", str(out)]) == 0
+    assert cli_main(["grade", *paths, "--out", str(out), *features]) == 0
     assert "2 unchanged since graded" in capsys.readouterr().out
     # bob resubmits: his notebook changed, so he is graded again although his folder name did not
     before = (out / "alice" / "results.json").stat().st_mtime_ns
     (submitted / "bob" / "transformer_lab" / "transformer_lab.ipynb").write_bytes(b'{"cells": 3}')
-    assert cli_main(["grade", str(submitted), "--out", str(out)]) == 0
+    assert cli_main(["grade", str(submitted), "--out", str(out), *features]) == 0
     assert "1 changed since graded" in capsys.readouterr().out
     assert "no list of cells" in (out / "bob" / "feedback.md").read_text()
     assert (out / "alice" / "results.json").stat().st_mtime_ns == before
@@ -202,7 +205,7 @@ def test_nbgrader_layout_is_keyed_by_student_and_regraded_by_content(tmp_path, c
     with (assignment / "lab_data.py").open("a") as f:
         f.write("# fixed\n")
     source = str(assignment / "transformer_lab.ipynb")
-    assert cli_main(["grade", str(submitted), "--out", str(out), "--source", source]) == 0
+    assert cli_main(["grade", str(submitted), "--out", str(out), "--source", source, *features]) == 0
     assert "2 changed since graded" in capsys.readouterr().out
 
 
@@ -354,3 +357,24 @@ def test_stand_ins_are_the_reference_definitions():
     x = torch.randn(2, 5, 8, generator=g)
     assert torch.equal(block(x), ref(x))
     assert torch.equal(ns["sinusoidal_table"](7, 6), positional.sinusoidal_table(7, 6))
+
+
+def test_student_text_never_reaches_a_gradebook_as_a_formula(tmp_path):
+    """Folder names and timestamps are the student's text: a spreadsheet must show them, not run them."""
+    from lab_autograder.feedback import write_grades_csv
+    from lab_autograder.report import write_report
+
+    hostile = ["=HYPERLINK(\"http://x\",\"y\")", "+1-1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
+    for i, text in enumerate(hostile):
+        d = tmp_path / f"s{i}"
+        d.mkdir()
+        res = {"score": 1.0, "tests": [{"tags": ["warmup_factor"], "score": 1.0, "max_score": 1.0}],
+               "extra_data": {"student_id": text, "timestamp": text, "max_score": 1.0,
+                              "parts": {"warmup_factor": 1.0}}}
+        (d / "results.json").write_text(json.dumps(res))
+    write_grades_csv(tmp_path)
+    write_report(tmp_path)
+    for name in ("grades.csv", "lms_grades.csv"):
+        rows = list(csv.reader((tmp_path / name).open(newline="")))[1:]
+        cells = [c for r in rows for c in r[:2] if not c.replace(".", "").isdigit()]
+        assert sorted(cells) == sorted("'" + t for t in hostile for _ in range(2 if name == "grades.csv" else 1))

@@ -29,7 +29,8 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "autograder"))
+sys.path[:0] = [str(ROOT / "autograder"), str(ROOT / "tools")]
+from dependency_check import notebook_code, undeclared  # noqa: E402
 from lab_autograder.registry import GIVEN_FILES  # noqa: E402
 
 GRADESCOPE = ROOT / "autograder" / "gradescope"
@@ -41,8 +42,9 @@ PACKAGES = {
 }
 #: installed from download.pytorch.org's CPU index
 TORCH = ("torch", "torchvision")
-#: what the grader and the student's notebook import (the rest comes with them)
-RUNTIME = ("pytorch-lightning", "numpy", "matplotlib", "nbformat", "tqdm")
+#: what the grader and the student's notebook import (the rest comes with them); ``undeclared_imports``
+#: checks that nothing they import is missing from these and what they require
+RUNTIME = ("pytorch-lightning", "numpy", "matplotlib", "nbformat", "tqdm", "ipython")
 FEATURES_NAME = "data/anomaly_test_features.pt"
 
 
@@ -83,6 +85,15 @@ def _features(path: Path) -> bytes:
     return buf.getvalue()
 
 
+def undeclared_imports(bundle: dict[str, bytes]) -> dict[str, list[str]]:
+    """Modules that the bundle's code (grader, reference, given modules, the notebook's cells) imports
+    but that neither the standard library nor the bundle's requirement files provide: ``{module: [files]}``.
+    A grading machine built from the bundle alone would fail on each of them."""
+    sources = {n: d.decode() for n, d in bundle.items() if n.endswith(".py")}
+    sources.update({n: notebook_code(d) for n, d in bundle.items() if n.endswith(".ipynb")})
+    return undeclared(sources, TORCH + RUNTIME, local=set(PACKAGES) | {Path(n).stem for n in GIVEN_FILES})
+
+
 def files(features: Path | None) -> dict[str, bytes]:
     """Every file of the bundle, by its path inside the zip."""
     out = {name: (GRADESCOPE / name).read_bytes() for name in ("setup.sh", "harden.sh", "run_autograder")}
@@ -117,11 +128,19 @@ def files(features: Path | None) -> dict[str, bytes]:
 
 
 def build(out_dir: Path, features: Path | None = None) -> Path:
+    bundle = files(features)
+    missing = undeclared_imports(bundle)
+    if missing:
+        raise SystemExit(
+            "build_gradescope: the bundle's code imports modules its requirement files do not install: "
+            + "; ".join(f"{m} (in {', '.join(w[:3])})" for m, w in missing.items())
+            + ". Add their distributions to RUNTIME in tools/build_gradescope.py."
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     zpath = out_dir / "autograder.zip"
     tmp = zpath.with_suffix(".zip.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in sorted(files(features).items()):
+        for name, data in sorted(bundle.items()):
             info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))  # same inputs, same zip
             executable = name in ("setup.sh", "harden.sh", "run_autograder")
             info.external_attr = (0o100755 if executable else 0o100644) << 16
@@ -132,7 +151,9 @@ def build(out_dir: Path, features: Path | None = None) -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument(
         "--features",
         type=Path,

@@ -11,7 +11,14 @@ the checkout, its ``.git``, home folders, other jobs and the output folder do no
 No ``/proc`` and no ``/sys`` are mounted, so nothing lists the host's mounts (``mountinfo`` would
 name the folders the binds came from). Then resource limits, and the drop to the job's
 unprivileged uid/gid (no groups, no capabilities, ``no_new_privs``) before ``exec``.
-Stdlib only.
+
+The launcher does not become the worker: it forks it and waits, so that it can tell the grader,
+on a pipe the worker never holds (``status_fd``, close-on-exec), how far the launch got:
+``started PID`` once the worker process exists, ``exec-failed ...`` if it could not be started,
+``exit CODE CPU_SECONDS`` when it ended. A launch that ends without ``exit`` died in the
+grader's own machinery (``unshare``, the jail, the host), never in student code. In a PID
+namespace the launcher is PID 1: it reaps every orphan, and when it exits the kernel kills the
+rest. Stdlib only.
 """
 
 import ctypes
@@ -121,17 +128,70 @@ def drop_privileges(uid: int) -> None:
         raise SystemExit("could not drop root privileges")
 
 
+def _report(fd, line: str) -> None:
+    try:
+        os.write(fd, (line + "\n").encode())
+    except OSError:  # the grader stopped listening: nothing to tell
+        pass
+
+
+def _stand_ins(path) -> int | None:
+    """The stand-ins' source (root's alone), read here and put in a pipe whose read end the worker
+    inherits: it reads it once, before any student code, and closes it; no file stays readable."""
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) > 60000:  # what a pipe holds without a reader
+        raise SystemExit("oracles.py is larger than a pipe's buffer")
+    r, w = os.pipe()
+    os.write(w, data)
+    os.close(w)
+    return r
+
+
+def _exec_worker(cfg: dict, fd: int, oracle_fd: int | None) -> None:
+    """In the forked child: limits, the drop to the job's uid, then ``exec`` (which closes ``fd``)."""
+    try:
+        env = {k: str(v) for k, v in cfg["env"].items()}
+        if oracle_fd is not None:
+            os.set_inheritable(oracle_fd, True)
+            env["LAB_ORACLE_FD"] = str(oracle_fd)
+        set_limits(cfg)
+        os.umask(0o077)
+        if cfg.get("uid") is not None and os.geteuid() == 0:
+            drop_privileges(int(cfg["uid"]))
+        os.chdir(cfg["cwd"])
+        os.execve(cfg["argv"][0], cfg["argv"], env)
+    except BaseException as e:  # noqa: BLE001 - whatever it was, the grader must hear of it
+        _report(fd, f"exec-failed {type(e).__name__}: {e}"[:500])
+    os._exit(127)
+
+
 def main():
     cfg = json.loads(sys.argv[1])
+    fd = int(cfg.get("status_fd", -1))
+    if fd >= 0:
+        os.set_inheritable(fd, False)  # the worker's exec closes it: student code never holds it
     if cfg.get("jail"):
         build_jail(cfg["jail"])
-    set_limits(cfg)
-    os.umask(0o077)
-    if cfg.get("uid") is not None and os.geteuid() == 0:
-        drop_privileges(int(cfg["uid"]))
-    os.chdir(cfg["cwd"])
-    env = {k: str(v) for k, v in cfg["env"].items()}
-    os.execve(cfg["argv"][0], cfg["argv"], env)
+    oracle_fd = _stand_ins(cfg.get("oracles"))
+    pid = os.fork()
+    if pid == 0:
+        _exec_worker(cfg, fd, oracle_fd)
+    if oracle_fd is not None:
+        os.close(oracle_fd)
+    _report(fd, f"started {pid}")
+    while True:  # reap orphans too (PID 1), until the worker itself has ended
+        try:
+            done, status, usage = os.wait4(-1, 0)
+        except ChildProcessError:
+            sys.exit(1)
+        if done == pid:
+            break
+    code = os.waitstatus_to_exitcode(status)
+    _report(fd, f"exit {code} {usage.ru_utime + usage.ru_stime:.3f}")
+    sys.exit(code if code >= 0 else 128 - code)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@
     autograder gradescope [--submission DIR] [--results FILE]     (what run_autograder calls)
     autograder table OUT                                          (print OUT/grades.csv as a table)
     autograder report OUT                                         (class summary: PNG + LMS CSV)
-    autograder examples DIR [--checkpoints CKPT_DIR]              (example submissions for a demo)
+    autograder examples DIR [--checkpoints CKPT_DIR]...           (example submissions for a demo)
+
+Exit status 3: a submission could not be graded through the grader's own fault (its sandbox failed
+to start every time it was tried); no score was written for it and the next run grades it.
 
 A SUBMISSION is a notebook, a folder holding one and its ``checkpoints/``, nbgrader's
 ``submitted/`` folder (every ``<student>/transformer_lab/`` in it) or one
@@ -24,6 +27,9 @@ from pathlib import Path
 from .layout import ASSIGNMENT, expand, gradescope_entry
 from .parts import PART_ORDER
 from .registry import PARTS
+
+#: exit status of a run that left a submission ungraded through the grader's own fault
+GRADER_FAULT = 3
 
 
 def _settings(args, out):
@@ -90,15 +96,20 @@ def _add_common(p):
     p.add_argument(
         "--anomaly-features",
         default=os.environ.get("LAB_AUTOGRADER_FEATURES"),
-        help="test features for the anomaly checkpoint: .pt {feats, labels} or .npz, or 'synthetic[:SEED]' "
-        "(default $LAB_AUTOGRADER_FEATURES)",
+        help="test features for the anomaly checkpoint (required when that part is graded; default "
+        "$LAB_AUTOGRADER_FEATURES): a .pt {feats, labels} or .npz file, such as the instructor's CIFAR-100 "
+        "features (threshold 90%%); 'synthetic', the notebook's quick-mode data that a student without "
+        "CIFAR-100 trains on (80%%); or 'synthetic:SEED[:DIM[:NOISE]]', other synthetic data of the tests, "
+        "unlike the notebook's (90%%)",
     )
     p.add_argument("--parts", help="comma-separated subset of parts (default all)")
 
 
 def build_parser():
     ap = argparse.ArgumentParser(
-        prog="autograder", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="autograder",
+        description=__doc__.replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("grade", help="grade submissions into OUT")
@@ -106,7 +117,7 @@ def build_parser():
     g.add_argument(
         "--out", required=True, help="output folder (results.json + feedback.md per submission, grades.csv)"
     )
-    g.add_argument("--quiet", action="store_true")
+    g.add_argument("--quiet", action="store_true", help="print only the final table (no progress lines)")
     g.add_argument(
         "--assignment",
         default=ASSIGNMENT,
@@ -130,12 +141,33 @@ def build_parser():
     r.add_argument("out")
     e = sub.add_parser("examples", help="write example submissions (solution, two bugs, release) for a demo")
     e.add_argument("dest")
-    e.add_argument("--checkpoints", help="folder with reverse.ckpt / anomaly.ckpt to submit with them")
+    e.add_argument(
+        "--checkpoints",
+        action="append",
+        default=[],
+        help="a folder with reverse.ckpt and/or anomaly.ckpt to submit with them (may be repeated)",
+    )
     return ap
+
+
+def _needs_features(args) -> str:
+    """The error when the anomaly part would be graded without test features: the instructor's
+    setting, which must not reach a student's feedback as a lost point."""
+    parts = args.parts.split(",") if args.parts else PART_ORDER
+    if "train_anomaly" not in parts or args.anomaly_features:
+        return ""
+    return (
+        "grading the anomaly part needs its test features: pass --anomaly-features FILE (your "
+        "CIFAR-100 features, see docs/instructors.md), 'synthetic' (the notebook's quick-mode data) or "
+        "'synthetic:SEED'; or leave the part out with --parts"
+    )
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.cmd in ("grade", "gradescope") and _needs_features(args):
+        print(f"autograder: error: {_needs_features(args)}", file=sys.stderr)
+        return 2
     if args.cmd == "table":
         print_table(Path(args.out))
         return 0
@@ -153,7 +185,7 @@ def main(argv=None) -> int:
     if args.cmd == "examples":
         from .examples import write_examples
 
-        for d in write_examples(Path(args.dest), Path(args.checkpoints) if args.checkpoints else None):
+        for d in write_examples(Path(args.dest), [Path(c) for c in args.checkpoints]):
             print(d)
         return 0
     from .grade import grade_all
@@ -164,13 +196,15 @@ def main(argv=None) -> int:
             print(f"autograder: error: no such submission: {', '.join(missing)}", file=sys.stderr)
             return 2
         try:
-            grade_all(expand([Path(s) for s in args.submissions], args.assignment), _settings(args, args.out))
+            run = grade_all(
+                expand([Path(s) for s in args.submissions], args.assignment), _settings(args, args.out)
+            )
         except FileNotFoundError as e:  # the grader's own files (given modules, features), not a submission's
             print(f"autograder: error: {e}", file=sys.stderr)
             return 2
         print()
         print_table(Path(args.out))
-        return 0
+        return GRADER_FAULT if run.not_graded else 0
     # gradescope: one submission, results.json where Gradescope reads it
     import tempfile
 
@@ -179,6 +213,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="lab_autograder_out_") as out:
         entry = gradescope_entry(Path(args.submission), Path(args.metadata))
         res = grade_all([entry], _settings(args, out))
+        if res.not_graded:  # no results.json: Gradescope reports the autograder's failure; staff rerun it
+            reason = next(iter(res.not_graded.values()))
+            print(f"autograder: NOT GRADED, a grader fault (not the student's): {reason}", file=sys.stderr)
+            return GRADER_FAULT
         data = res[0] if res else {"score": 0, "output": "nothing graded", "tests": []}
         tmp = results.with_name(results.name + ".tmp")
         tmp.write_text(json.dumps(data, indent=1))

@@ -30,10 +30,13 @@ BUGS = {
 }
 
 
-def write_examples(dest: Path, checkpoints: Path | None = None, source: Path = DEFAULT_SOURCE) -> list[Path]:
+def write_examples(dest: Path, checkpoints=(), source: Path = DEFAULT_SOURCE) -> list[Path]:
+    """The example submissions in ``dest``; each gets the first ``reverse.ckpt`` / ``anomaly.ckpt`` found
+    in the ``checkpoints`` folders (one folder, or a list of them)."""
     import nbformat
 
     dest = Path(dest)
+    folders = [checkpoints] if isinstance(checkpoints, (str, Path)) else list(checkpoints or [])
     nb = nbformat.read(source, as_version=4)
     made = {"solution": nb}
     for name, edits in BUGS.items():
@@ -47,11 +50,11 @@ def write_examples(dest: Path, checkpoints: Path | None = None, source: Path = D
         d = dest / name
         d.mkdir(parents=True, exist_ok=True)
         nbformat.write(book, d / "transformer_lab.ipynb")
-        if checkpoints is not None and Path(checkpoints).is_dir():
-            (d / "checkpoints").mkdir(exist_ok=True)
-            for f in ("reverse.ckpt", "anomaly.ckpt"):
-                if (Path(checkpoints) / f).is_file():
-                    shutil.copyfile(Path(checkpoints) / f, d / "checkpoints" / f)
+        for f in ("reverse.ckpt", "anomaly.ckpt"):
+            found = [Path(c) / f for c in folders if (Path(c) / f).is_file()]
+            if found:
+                (d / "checkpoints").mkdir(exist_ok=True)
+                shutil.copyfile(found[0], d / "checkpoints" / f)
         out.append(d)
     if RELEASE.is_file():
         (dest / "release").mkdir(parents=True, exist_ok=True)

@@ -98,6 +98,17 @@ def read_results(out: Path) -> list[dict]:
     return rows
 
 
+#: what makes a spreadsheet read a cell as a formula (OWASP's CSV injection list)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value) -> str:
+    """A cell of text a student controls (a folder name, a timestamp): never a formula in a
+    spreadsheet. A leading ``= + - @``, tab or carriage return gets a ``'`` in front (OWASP)."""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def write_grades_csv(out: Path, part_order=P.PART_ORDER) -> Path:
     """``OUT/grades.csv``: one row per student, one column per part."""
     buf = io.StringIO()
@@ -107,8 +118,8 @@ def write_grades_csv(out: Path, part_order=P.PART_ORDER) -> Path:
         ex = r.get("extra_data", {})
         w.writerow(
             [
-                ex.get("student_id", ex.get("submission", "?")),
-                ex.get("timestamp", ""),
+                csv_text(ex.get("student_id", ex.get("submission", "?"))),
+                csv_text(ex.get("timestamp", "")),
                 *[f"{ex.get('parts', {}).get(p, 0):g}" for p in part_order],
                 f"{r.get('score', 0):g}",
                 f"{ex.get('max_score', 0):g}",

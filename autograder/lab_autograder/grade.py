@@ -9,6 +9,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import tempfile
 import time
 import traceback
@@ -46,6 +47,18 @@ STAGES = (
 )
 ISO_STAGE = {name: part.iso_stage for name, part in PARTS.items() if part.iso_stage}
 ISO_KEYS = re.compile(r"^(iso_|error_isolated$|error_iso_training$)")
+#: what the feedback says of an error in a stand-in stage, whatever its text was: code that shares a
+#: process with stand-ins must not get words of its choosing (a payload) into the feedback
+ISO_ERROR = "failed again when re-run on correct components (that run's messages are not shown)"
+#: pauses before the relaunches of a launch that failed in the grader's own machinery
+RETRY_BACKOFF = (1.0, 4.0, 10.0)
+#: a submission's budget (3 x --timeout of worker time) is not spent on a launch shorter than this
+MIN_LAUNCH_SECONDS = 30.0
+
+
+class GraderFault(RuntimeError):
+    """Every try of a launch failed in the grader's own machinery: the submission is not graded
+    (no score is written; the next run grades it), and nobody is charged."""
 
 
 @dataclass
@@ -82,19 +95,23 @@ class Features:
     sha256: str = ""
 
 
-def load_features(spec) -> Features:
+def load_features(spec, seed: int = 20240611) -> Features:
     """``--anomaly-features``: a ``.pt`` (dict feats/labels, or the ``transformer-lab features`` file,
     whose ``test`` split is used; weights_only) or ``.npz`` file, ``synthetic``
-    (the notebook's quick-mode test split) or ``synthetic:SEED[:DIM[:NOISE]]`` (the tests' data)."""
+    (held-out images of the notebook's quick-mode classes, drawn from the grader's ``seed``) or
+    ``synthetic:SEED[:DIM[:NOISE]]`` (the tests' data)."""
     if spec is None:
         return Features(None, None, "none", P.ANOMALY_THRESHOLD, "no test features")
     spec = str(spec)
     threshold, described = P.ANOMALY_THRESHOLD, "the instructor's features"
-    if spec == "synthetic":
-        from transformer_lab.set_anomaly import quick_mode_features
+    if spec == "synthetic":  # the quick mode's classes, images no student has (the notebook's test
+        from transformer_lab.set_anomaly import QUICK_MODE, synthetic_features  # split is theirs to train on)
 
-        feats, labels = quick_mode_features()["test"]
-        threshold, described = P.ANOMALY_THRESHOLD_QUICK, "the notebook's quick-mode synthetic features"
+        feats, labels = synthetic_features(per_class=20, sample_seed=seed + 1, **QUICK_MODE)
+        threshold, described = (
+            P.ANOMALY_THRESHOLD_QUICK,
+            "held-out images of the notebook's quick-mode classes",
+        )
     elif spec.startswith("synthetic:"):
         from transformer_lab.set_anomaly import synthetic_features
 
@@ -155,7 +172,7 @@ class Grader:
         )
         self.points, self.points_origin = points_from_source(src)
         self.given = given_files(src)
-        self.features = load_features(settings.anomaly_features)
+        self.features = load_features(settings.anomaly_features, settings.seed)
         # what a score depends on besides the submission: regrade when any of it changes
         self.identity = {
             "version": VERSION,
@@ -263,97 +280,132 @@ class Grader:
         raw = job.read_outputs(out_dir, ["progress.log"], 2**20).get("progress.log")
         return raw.decode("utf-8", "replace").splitlines() if isinstance(raw, bytes) else []
 
-    def _stage(self, job, stage, probes, labeled, ckpts, skip, hung, budget, notes, meta) -> dict[str, dict]:
-        """Run one stage's probes, relaunching past a cell or part that kills the worker."""
-        cells, labels = [src for _, src in labeled], [label for label, _ in labeled]
-        remaining, outputs = list(probes), {}
-        while remaining and meta["launches"] < self.s.max_launches and meta["worker_seconds"] < budget:
-            job.put(
-                "job.json",
-                json.dumps(
-                    {
-                        "cells": cells,
-                        "labels": labels,
-                        "probes": remaining,
-                        "skip_cells": skip,
-                        "hung": sorted(hung),
-                        "depends": P.DEPENDS,
-                        "cell_timeout": self.s.cell_timeout,
-                        "probe_timeout": self.s.probe_timeout,
-                        "train_probe_timeout": self.s.train_probe_timeout,
-                    }
-                ).encode(),
-            )
+    def _job_json(self, labeled, probes, skip, hung) -> bytes:
+        return json.dumps(
+            {
+                "cells": [src for _, src in labeled],
+                "labels": [label for label, _ in labeled],
+                "probes": probes,
+                "skip_cells": skip,
+                "hung": sorted(hung),
+                "depends": P.DEPENDS,
+                "cell_timeout": self.s.cell_timeout,
+                "probe_timeout": self.s.probe_timeout,
+                "train_probe_timeout": self.s.train_probe_timeout,
+            }
+        ).encode()
+
+    def _launch(self, job, ckpts, meta) -> tuple | None:
+        """One worker run, within what is left of the submission's budget (None: nothing is left).
+
+        A launch that failed in the grader's own machinery (``RunResult.grader_fault``) is not the
+        student's: it is retried after ``RETRY_BACKOFF``, uncounted, and ``GraderFault`` is raised
+        when every try failed. Returns ``(result, out folder, progress lines)``.
+        """
+        left = 3 * self.s.timeout - meta["worker_seconds"]
+        if meta["launches"] >= self.s.max_launches or left < min(self.s.timeout, MIN_LAUNCH_SECONDS):
+            return None
+        timeout = min(self.s.timeout, left)
+        for pause in (0.0, *RETRY_BACKOFF):
+            time.sleep(pause)
             paths, log = job.new_launch(ckpts, self.given)
             res = run_worker(
                 job.dir,
                 paths,
                 slot=self.slot_of(job),
-                timeout=self.s.timeout,
+                timeout=timeout,
                 memory_mb=self.s.memory_mb,
                 log_path=log,
             )
-            meta["launches"] += 1
-            meta["worker_seconds"] += res.seconds
-            got = self._read_launch(job, paths["out"], ["_cells", "_timings"] + [p for p, _ in remaining])
-            cells_out = got.pop("_cells", {})
-            if stage == "student" and not meta["cell_errors"] and isinstance(cells_out.get("errors"), str):
-                meta["cell_errors"] = cells_out["errors"]
-            for k in ("import_seconds", "cells_seconds"):
-                if isinstance(cells_out.get(k), float):
-                    meta["timings"][f"{stage}_{k}"] = round(cells_out[k], 2)
-            meta["timings"].update(
-                {
-                    f"{stage}_{k}": round(v, 2)
-                    for k, v in got.pop("_timings", {}).items()
-                    if isinstance(v, float)
-                }
-            )
             progress = self._progress(job, paths["out"])
-            done = {
-                line.split()[1] for line in progress if line.startswith("part ") and line.endswith(" done")
-            }
-            for part, variant in list(remaining):
-                if (
-                    part in got and part in done
-                ):  # a file left by a launch that died before the part is ignored
-                    outputs[part] = got[part]
-                    remaining.remove([part, variant])
-            if not remaining:
+            fault = res.grader_fault(progress)
+            if fault and res.timed_out and timeout < self.s.timeout and res.started:
+                fault = ""  # the submission's own budget ran out, not the grader
+            if not fault:
+                meta["launches"] += 1
+                meta["worker_seconds"] += res.seconds
+                return res, paths["out"], progress
+            meta["grader_faults"].append(fault)
+        raise GraderFault(fault)
+
+    def _collect(self, job, out_dir, progress, remaining, stage, meta) -> dict[str, dict]:
+        """The outputs of the parts a launch finished (a file left by a part that died is ignored)."""
+        got = self._read_launch(job, out_dir, ["_cells", "_timings"] + [p for p, _ in remaining])
+        cells_out = got.pop("_cells", {})
+        if stage == "student" and not meta["cell_errors"] and isinstance(cells_out.get("errors"), str):
+            meta["cell_errors"] = cells_out["errors"]
+        timings = {k: cells_out.get(k) for k in ("import_seconds", "cells_seconds")}
+        timings.update(got.pop("_timings", {}))
+        meta["timings"].update(
+            {f"{stage}_{k}": round(v, 2) for k, v in timings.items() if isinstance(v, float)}
+        )
+        done = {line.split()[1] for line in progress if line.startswith("part ") and line.endswith(" done")}
+        return {part: got[part] for part, _ in remaining if part in got and part in done}
+
+    def _recover(self, res, progress, remaining, outputs, skip, hung, notes, meta, labels) -> bool:
+        """After a launch that died with probes left: decide what the next launch leaves out (the
+        cell or part that was running). False: nothing to relaunch for."""
+        why = "timed out" if res.timed_out else f"exited (code {res.worker_exit})"
+        started = None
+        for line in progress:
+            if line.endswith(" done"):
+                started = None
+            elif line.startswith(("cell ", "part ")):
+                started = line
+        if started is None:
+            notes.append(f"the worker {why} between the notebook's cells and the checks")
+            return False
+        worker_exit = res.worker_exit
+        if (
+            not res.timed_out
+            and worker_exit is not None
+            and worker_exit < 0
+            and worker_exit != -signal.SIGXCPU
+        ):
+            if (
+                started not in meta["signal_retried"]
+            ):  # a kill the grader did not send: the host's, or the code's?
+                meta["signal_retried"].append(started)  # the same death in the same place twice is the code's
+                notes.append(f"the worker was killed (signal {-worker_exit}) during {started}; run again")
+                return True
+        kind, what = started.split()[:2]
+        if kind == "cell":
+            i = int(what) if what.isdigit() else -1
+            if i in skip or not 0 <= i < len(labels):
+                return False
+            skip.append(i)
+            notes.append(
+                f"the worker {why} while running cell {labels[i]} of the notebook; "
+                "that cell was skipped and the notebook run again"
+            )
+            return True
+        hit = [pv for pv in remaining if pv[0] == what]
+        if not hit:
+            return False
+        outputs[what] = {
+            "error_probe": f"the worker {why} while checking this part (an infinite loop, "
+            "a memory bomb or an exit in your code?)"
+        }
+        remaining.remove(hit[0])
+        hung.add(what)
+        return True
+
+    def _stage(self, job, stage, probes, labeled, ckpts, skip, hung, notes, meta) -> dict[str, dict]:
+        """Run one stage's probes, relaunching past a cell or part that kills the worker."""
+        remaining, outputs = list(probes), {}
+        labels = [label for label, _ in labeled]
+        while remaining:
+            job.put("job.json", self._job_json(labeled, remaining, skip, hung))
+            launched = self._launch(job, ckpts, meta)
+            if launched is None:
                 break
-            why = "timed out" if res.timed_out else f"exited (code {res.returncode})"
-            started = None
-            for line in progress:
-                if line.endswith(" done"):
-                    started = None
-                elif line.startswith(("cell ", "part ")):
-                    started = line
-            if started and started.startswith("cell "):
-                try:
-                    i = int(started.split()[1])
-                except ValueError:
-                    break
-                if i in skip or not 0 <= i < len(cells):
-                    break
-                skip.append(i)
-                label = labels[i]
-                notes.append(
-                    f"the worker {why} while running cell {label} of the notebook; "
-                    "that cell was skipped and the notebook run again"
-                )
-            elif started and started.startswith("part "):
-                p = started.split()[1]
-                hit = [pv for pv in remaining if pv[0] == p]
-                if not hit:
-                    break
-                outputs[p] = {
-                    "error_probe": f"the worker {why} while checking this part (an infinite loop, "
-                    "a memory bomb or an exit in your code?)"
-                }
-                remaining.remove(hit[0])
-                hung.add(p)
-            else:
-                notes.append(f"the worker {why} before running the notebook: {res.log_tail[-300:].strip()}")
+            res, out_dir, progress = launched
+            got = self._collect(job, out_dir, progress, remaining, stage, meta)
+            outputs.update(got)
+            remaining = [pv for pv in remaining if pv[0] not in got]
+            if remaining and not self._recover(
+                res, progress, remaining, outputs, skip, hung, notes, meta, labels
+            ):
                 break
         for part, _ in remaining:
             outputs[part] = {
@@ -368,8 +420,15 @@ class Grader:
         uid = UID_BASE + slot if self.level in ("namespaces", "setuid") else None
         job = Job(self.base, slot, uid)
         outputs, notes, skip, hung = {}, [], [], set()
-        meta = {"launches": 0, "worker_seconds": 0.0, "cell_errors": "", "timings": {}, "stages": []}
-        budget = 3 * self.s.timeout
+        meta = {
+            "launches": 0,
+            "worker_seconds": 0.0,
+            "cell_errors": "",
+            "timings": {},
+            "stages": [],
+            "grader_faults": [],
+            "signal_retried": [],
+        }
         try:
             job.put("worker.py", WORKER.read_bytes())
             job.put("inputs.pt", self.inputs_bytes)
@@ -390,19 +449,25 @@ class Grader:
                 if not probes:
                     continue
                 if oracles:
-                    job.put("oracles.py", oracle_source(oracles).encode())
+                    job.put("oracles.py", oracle_source(oracles).encode(), private=True)
                 else:
                     job.drop("oracles.py")
                 meta["stages"].append(stage)
-                got = self._stage(job, stage, probes, labeled, ckpts, skip, hung, budget, notes, meta)
+                got = self._stage(job, stage, probes, labeled, ckpts, skip, hung, notes, meta)
                 for part, out in got.items():
                     if stage == "student":
                         outputs[part] = {k: v for k, v in out.items() if not ISO_KEYS.match(k)}
-                    else:
+                    else:  # a stand-in stage's words are never shown: its process held grader code
                         base = outputs.setdefault(part, {})
-                        base.update({k: v for k, v in out.items() if ISO_KEYS.match(k)})
+                        base.update(
+                            {
+                                k: ISO_ERROR if isinstance(v, str) else v
+                                for k, v in out.items()
+                                if ISO_KEYS.match(k)
+                            }
+                        )
                         if "error_probe" in out:
-                            base.setdefault("error_isolated", out["error_probe"])
+                            base.setdefault("error_isolated", ISO_ERROR)
         finally:
             if os.environ.get("LAB_AUTOGRADER_KEEP"):
                 print(f"kept {job.dir} (LAB_AUTOGRADER_KEEP)")
@@ -517,6 +582,9 @@ class Grader:
             "checkpoints_sha256": meta.get("checkpoints", {}),
             "stages": meta.get("stages", []),
             "launches": meta.get("launches", 0),
+            "grader_faults": [
+                self._text(f, 400) for f in meta.get("grader_faults", [])[:8]
+            ],  # retried, overcome
             "worker_seconds": round(meta.get("worker_seconds", 0), 2),
             "timings": meta.get("timings", {}),
         }
@@ -572,9 +640,18 @@ def _plan(grader: "Grader", entries: list[Entry], out: Path, log) -> list[tuple[
     return todo
 
 
-def grade_all(submissions: list[Path | Entry], settings: Settings, log=print) -> list[dict]:
-    """Grade ``submissions`` into ``settings.out``: per student results.json and feedback.md/.html,
-    then grades.csv."""
+class GradeRun(list):
+    """The results of a grading run (one dict per graded submission), and ``not_graded``: the
+    submissions a grader fault left without a score, with the reason (``{name: reason}``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.not_graded: dict[str, str] = {}
+
+
+def grade_all(submissions: list[Path | Entry], settings: Settings, log=print) -> GradeRun:
+    """Grade ``submissions`` into ``settings.out``: per student results.json and feedback.md/.html
+    (or grader_fault.json, when the grader failed them), then grades.csv."""
     entries = [s for s in submissions if isinstance(s, Entry)]
     entries += expand([Path(s) for s in submissions if not isinstance(s, Entry)])
     out = Path(settings.out)
@@ -610,30 +687,28 @@ def grade_all(submissions: list[Path | Entry], settings: Settings, log=print) ->
         log(
             f"anomaly part graded on {f.described} (--anomaly-features {f.spec}), threshold {f.threshold:.0%}"
         )
-    results = []
+    results = GradeRun()
 
     def one(item):
         entry, name = item
+        d = out / name
         try:
             res = grader.grade_submission(entry, name)
-        except Exception as e:  # noqa: BLE001 - one broken submission never stops the batch
-            traceback.print_exc()
-            res = grader._results_json(
-                name,
-                {
-                    p: P.PartResult(
-                        p,
-                        grader.points.get(p, 0),
-                        [P.Check("graded", 1.0, False, "", f"internal error: {type(e).__name__}: {e}", "")],
-                    )
-                    for p in settings.parts
-                },
-                [f"internal autograder error: {e}"],
-                {"entry": entry},
-                0.0,
+        except Exception as e:  # noqa: BLE001 - the grader's failure is nobody's score, and stops no batch
+            if not isinstance(e, GraderFault):
+                traceback.print_exc()
+            reason = f"{'' if isinstance(e, GraderFault) else 'internal error: '}{type(e).__name__}: {e}"
+            results.not_graded[name] = reason[:2000]
+            d.mkdir(exist_ok=True)
+            for stale in ("results.json", "feedback.md", "feedback.html"):  # no old score stands in for it
+                (d / stale).unlink(missing_ok=True)
+            atomic_write(
+                d / "grader_fault.json", json.dumps({"submission": name, "not_graded": reason}, indent=1)
             )
-        d = out / name
+            log(f"  {name}: NOT GRADED (grader fault, not the student's): {reason[:300]}")
+            return None
         d.mkdir(exist_ok=True)
+        (d / "grader_fault.json").unlink(missing_ok=True)
         atomic_write(d / "feedback.md", feedback_md(res))
         atomic_write(d / "feedback.html", feedback_html(res))
         atomic_write(d / "results.json", json.dumps(res, indent=1))
@@ -647,17 +722,24 @@ def grade_all(submissions: list[Path | Entry], settings: Settings, log=print) ->
     t0 = time.monotonic()
     try:
         with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as ex:
-            results = list(ex.map(one, todo))
+            results.extend(r for r in ex.map(one, todo) if r is not None)
     finally:
         if not os.environ.get("LAB_AUTOGRADER_KEEP"):
             shutil.rmtree(grader.base, ignore_errors=True)
         write_grades_csv(out)
+        if results.not_graded:
+            log(
+                f"{len(results.not_graded)} submission(s) NOT GRADED because of a grader fault "
+                f"({', '.join(sorted(results.not_graded))}; reasons in OUT/<student>/grader_fault.json): "
+                "no score was written for them; run the same command again to grade them"
+            )
         # the grading process's own peak memory (workers not included: each has its RLIMIT_AS)
         atomic_write(
             out / "run.json",
             json.dumps(
                 {
-                    "graded": len(todo),
+                    "graded": len(results),
+                    "not_graded": results.not_graded,
                     "seconds": round(time.monotonic() - t0, 2),
                     "jobs": settings.jobs,
                     "sandbox": grader.level,

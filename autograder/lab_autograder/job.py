@@ -1,7 +1,8 @@
 """One submission's job folder, laid out so that root never touches a path the worker can change.
 
     job/            root:<job gid> 0750   (only this job's uid may enter; nobody but root writes)
-      in/           root:<job gid> 0750   worker.py, job.json, inputs.pt, oracles.py: read-only inputs
+      in/           root:<job gid> 0750   worker.py, job.json, inputs.pt: read-only inputs; oracles.py
+                                           (root 0600): read by the launcher, handed over on a pipe
       root/         root 0755              the jail's mount point (namespaces level)
       log-N         root 0600              stdout/stderr of launch N
       work-N/       <uid> 0700             launch N's notebook folder (nb/: the given modules, checkpoints/)
@@ -37,10 +38,11 @@ class Job:
                 os.chmod(d, 0o750)
         self.launches = 0
 
-    def put(self, name: str, data: bytes) -> None:
-        """(Re)place an input: written in root's ``in/`` under a fresh name, then renamed over."""
+    def put(self, name: str, data: bytes, private: bool = False) -> None:
+        """(Re)place an input: written in root's ``in/`` under a fresh name, then renamed over.
+        ``private``: root's alone (mode 0600): only the trusted launcher reads it (the stand-ins)."""
         tmp = self.in_dir / f".{name}.{self.launches}.tmp"
-        write_new(tmp, data, 0o640, gid=self.uid)
+        write_new(tmp, data, 0o600 if private else 0o640, gid=None if private else self.uid)
         os.replace(tmp, self.in_dir / name)
 
     def drop(self, name: str) -> None:

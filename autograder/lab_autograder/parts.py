@@ -993,8 +993,18 @@ def _training_run_ok(out, prefix):
     return ran, ran and clip, ran and isinstance(saved, float) and int(saved) == best, saved
 
 
+#: the accuracy a course did not set the grader up to measure: the instructor's setting, not the student's
+NOT_CONFIGURED = (
+    "not measured: this course's grader has no test features for the anomaly model (a setting of the "
+    "grader, not a fault of your submission; your instructor will regrade)"
+)
+
+
 def _training_checks(pr, out, fname, fn_name, trusted, threshold, acc_what):
     acc, why = trusted
+    unset = why == NOT_CONFIGURED  # say so, and hint nothing at the student
+    if unset:
+        pr.note = NOT_CONFIGURED
     pr.checks.append(
         Check(
             f"checkpoints/{fname} was submitted and loads (torch.load weights_only=True, strict) into "
@@ -1004,7 +1014,7 @@ def _training_checks(pr, out, fname, fn_name, trusted, threshold, acc_what):
             "a Lightning checkpoint with state_dict and hyper_parameters",
             "loaded" if acc is not None else why,
             ""
-            if acc is not None
+            if acc is not None or unset
             else f"submit the checkpoints/ folder with the notebook; {fn_name} saves <dir>/{fname}",
             trusted=True,
         )
@@ -1016,8 +1026,8 @@ def _training_checks(pr, out, fname, fn_name, trusted, threshold, acc_what):
                 1.5,
                 False,
                 f">= {threshold:.0%}",
-                "not measured (no checkpoint the grader could evaluate)",
-                "train until the validation accuracy is high, and submit the best checkpoint",
+                why if unset else "not measured (no checkpoint the grader could evaluate)",
+                "" if unset else "train until the validation accuracy is high; submit the best checkpoint",
                 trusted=True,
             )
         )
@@ -1385,7 +1395,7 @@ def reference_accuracy(part: str, ckpt: bytes | None, eval_x, target) -> tuple[f
     if ckpt is None:
         return None, f"no checkpoints/{fname} in the submission"
     if target is None:
-        return None, "not measured: the grader has no test features (instructor: pass --anomaly-features)"
+        return None, NOT_CONFIGURED
     try:  # the container first: a legacy or compressed file could claim gigabytes before it is read
         check_zip(ckpt)
     except Malformed as e:

@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 
 from . import parts as P
-from .feedback import atomic_write, read_results
+from .feedback import atomic_write, csv_text, read_results
 
 
 def class_scores(out: Path) -> tuple[list[dict], dict[str, float]]:
@@ -39,7 +39,7 @@ def write_lms_csv(rows: list[dict], path: Path) -> Path:
     w = csv.writer(buf)
     w.writerow(["student_id", "score"])
     for r in sorted(rows, key=lambda r: r["student_id"]):
-        w.writerow([r["student_id"], f"{r['total']:g}"])
+        w.writerow([csv_text(r["student_id"]), f"{r['total']:g}"])
     atomic_write(path, buf.getvalue())
     return path
 

@@ -9,8 +9,9 @@ Levels, best first (``sandbox_level()`` says which one this machine gives):
   kernel kills every process it started (``setsid`` or double forks do not escape).
 * ``setuid``: root without namespaces (e.g. a container without CAP_SYS_ADMIN): unprivileged
   per-job uid, resource limits, process-group kill plus a kill of every process of that uid, and
-  a sweep of what that uid left in the shared ``/tmp``, ``/var/tmp``, ``/dev/shm``. Files stay
-  hidden only by their permissions (see autograder/README.md).
+  the removal of what that uid left: its files in every world-writable folder and its System V
+  IPC objects (``leftovers.py``). Files stay hidden only by their permissions (see
+  autograder/README.md).
 * ``rlimits``: not root: resource limits and a process-group kill only.
 """
 
@@ -28,10 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .safe_files import sweep_owned
+from .leftovers import remove_leftovers
 
 LAUNCHER = Path(__file__).with_name("_launch.py")
 UID_BASE = 61000
@@ -105,12 +106,70 @@ def lease_slot():
     raise RuntimeError(f"all {MAX_SLOTS} autograder job slots are in use on this machine")
 
 
+#: prepended to every launch command; the fault-injection tests put a failing launcher here
+WRAPPER: list[str] = []
+
+
 @dataclass
 class RunResult:
     returncode: int | None
     timed_out: bool
     seconds: float
     log_tail: str
+    #: what the trusted launcher reported on its own pipe (``_launch.py``): how far the launch got
+    status: list[str] = field(default_factory=list)
+
+    @property
+    def started(self) -> bool:
+        return any(line.startswith("started ") for line in self.status)
+
+    @property
+    def exec_error(self) -> str:
+        return next((line for line in self.status if line.startswith("exec-failed")), "")
+
+    @property
+    def worker_exit(self) -> int | None:
+        """The worker's own exit code (negative: killed by that signal); None if the launcher never saw
+        it end."""
+        line = next((line for line in self.status if line.startswith("exit ")), None)
+        try:
+            return int(line.split()[1]) if line else None
+        except (IndexError, ValueError):
+            return None
+
+    def grader_fault(self, progress: list[str]) -> str:
+        """Why this launch failed in the grader's own machinery, or ``""``: student code never ran
+        (the sandbox or the worker's start-up failed), or the launcher died under a running worker
+        (``unshare`` crashed, the host killed it). ``progress``: the worker's ``progress.log``."""
+        tail = " ".join(self.log_tail.split()[-40:])[-300:]
+        if self.exec_error:
+            return f"the worker could not be started: {self.exec_error[len('exec-failed '):]}"
+        if not self.started:
+            why = "timed out" if self.timed_out else f"exit {self.returncode}"
+            return f"the sandbox did not start ({why}): {tail}"
+        if "ready" not in progress:
+            why = "timed out" if self.timed_out else f"exit {self.worker_exit}"
+            return f"the worker stopped before it reached the notebook ({why}): {tail}"
+        if self.worker_exit is None and not self.timed_out:
+            return f"the launcher died while the worker ran (exit {self.returncode}): {tail}"
+        return ""
+
+
+def _read_status(fd: int, cap: int = 4096) -> list[str]:
+    """The launcher's report, read once every writer is gone (non-blocking, capped)."""
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while len(data) < cap:
+            chunk = os.read(fd, cap - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "replace").splitlines()
 
 
 def _kill_uid(uid: int) -> None:
@@ -236,6 +295,7 @@ def run_worker(
     argv = [python, "-I", os.path.join(view["in"], "worker.py"), view["in"], view["work"], view["out"]]
     cfg = {
         "jail": jail,
+        "oracles": os.path.join(view["in"], "oracles.py") if (paths["in"] / "oracles.py").exists() else None,
         "uid": uid,
         "memory_mb": memory_mb,
         "cpu_seconds": int(timeout) + 5,
@@ -243,21 +303,31 @@ def run_worker(
         "cwd": view["work"],
         "argv": argv,
     }
+    status_r, status_w = os.pipe()
+    cfg["status_fd"] = status_w
     cmd = [sys.executable, "-I", str(LAUNCHER), json.dumps(cfg)]
     if level == "namespaces":
         cmd = _UNSHARE + cmd
+    cmd = WRAPPER + cmd
     t0 = time.monotonic()
     timed_out = False
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=(status_w,),
+            )
+        except OSError as e:  # e.g. no such launcher, too many processes on the host
+            os.close(status_w)
+            _read_status(status_r)
+            return RunResult(None, False, time.monotonic() - t0, f"could not launch: {e}")
+        os.close(status_w)  # the launcher holds the only write end now
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -273,11 +343,11 @@ def run_worker(
             if uid is not None:
                 _kill_uid(uid)
             if level == "setuid":
-                sweep_owned(("/tmp", "/var/tmp", "/dev/shm"), uid)
+                remove_leftovers(uid)
     try:
         with open(log_path, "rb") as f:
             f.seek(max(0, os.path.getsize(log_path) - 4000))
             tail = f.read().decode("utf-8", "replace")
     except OSError:
         tail = ""
-    return RunResult(proc.returncode, timed_out, time.monotonic() - t0, tail)
+    return RunResult(proc.returncode, timed_out, time.monotonic() - t0, tail, _read_status(status_r))

@@ -2,7 +2,8 @@
 
 * :func:`load_output`: an ``out/*.pt`` file (bytes already read with a size cap) becomes a flat
   dict of dense tensors, floats and short strings. The zip container is checked first (stored
-  entries only, sizes adding up: no decompression bomb), then ``torch.load(weights_only=True)``
+  entries only, sizes adding up: no decompression bomb), and its pickle's opcodes
+  (``pickle_scan.py``: bounded size, no hash-collision keys), then ``torch.load(weights_only=True)``
   (no code runs), then every tensor: strided, on the CPU, a plain dtype, contiguous (an expanded,
   stride-0 or overlapping view of a small storage is refused before any arithmetic could
   materialise it) and within an element budget per tensor and per file.
@@ -19,6 +20,8 @@ import re
 import zipfile
 
 import torch
+
+from .pickle_scan import PickleRefused, scan
 
 MAX_OUTPUT_BYTES = 16 * 2**20
 MAX_TENSOR_NUMEL = 2**20
@@ -61,6 +64,15 @@ def check_zip(data: bytes) -> None:
         total += info.file_size
     if len(infos) > 4 * MAX_KEYS + 16 or total > len(data):
         raise Malformed("inconsistent sizes")
+    pickles = [i for i in infos if i.filename.endswith("/data.pkl")]
+    if len(pickles) != 1:
+        raise Malformed("not a torch.save file (no data.pkl)")
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        pkl = z.read(pickles[0])
+    try:  # before torch.load builds anything: bounded work whatever the pickle holds
+        scan(pkl)
+    except PickleRefused as e:
+        raise Malformed(str(e)) from None
 
 
 def check_tensor(t: torch.Tensor, budget: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ grader or the reference package (neither exists inside the jail). It reads, from
 
 * ``job.json``: the code cells, which cells to skip, which probes to run, time limits;
 * ``inputs.pt``: the grader-chosen inputs, one dict of tensors per part;
-* ``oracles.py`` (some stages only): correct stand-ins for the components *below* the parts the
+* the stand-ins (some stages only; on a pipe, see ``load_oracles``): correct components *below* the parts the
   stage grades, so that a bug is charged to its own part. The plain probes run in a stage that
   has none, so no student code ever shares a process with a correct copy of the part it is
   graded on.
@@ -45,25 +45,38 @@ _OPEN, _REPLACE, _TIME = open, os.replace, time.monotonic
 
 
 class ProbeTimeout(BaseException):
-    """Raised by SIGALRM when a cell or a probe runs past its limit."""
+    """Raised by SIGPROF or SIGALRM when a cell or a probe runs past its limit."""
 
 
 def _alarm(signum, frame):
     raise ProbeTimeout("time limit reached")
 
 
+#: a limit's wall-clock backstop, as a multiple of its CPU seconds: code that sleeps or blocks
+WALL_FACTOR = 3.0
+
+
+def _stop_timers():
+    _SETITIMER(signal.ITIMER_PROF, 0)
+    _SETITIMER(signal.ITIMER_REAL, 0)
+
+
 class Limit:
-    """``with Limit(s):`` raise ProbeTimeout after ``s`` seconds of wall-clock time."""
+    """``with Limit(s):`` raise ProbeTimeout after ``s`` seconds of this process's CPU time, or
+    ``WALL_FACTOR * s`` seconds of wall-clock time. CPU time is what a loaded machine does not
+    stretch: a correct solution gets the same verdict on a busy grading server as on an idle one."""
 
     def __init__(self, seconds):
-        self.seconds = seconds
+        self.seconds = max(0.01, float(seconds))
 
     def __enter__(self):
+        _SIGNAL(signal.SIGPROF, _alarm)
         _SIGNAL(signal.SIGALRM, _alarm)
-        _SETITIMER(signal.ITIMER_REAL, max(0.01, float(self.seconds)))
+        _SETITIMER(signal.ITIMER_PROF, self.seconds)
+        _SETITIMER(signal.ITIMER_REAL, WALL_FACTOR * self.seconds)
 
     def __exit__(self, *exc):
-        _SETITIMER(signal.ITIMER_REAL, 0)
+        _stop_timers()
         return False
 
 
@@ -85,11 +98,13 @@ def short_error(exc: BaseException, limit=900) -> str:
 # --------------------------------------------------------------------------------------------
 # Oracle components: only in the stages that need them (see the grader's oracles.py)
 # --------------------------------------------------------------------------------------------
-def load_oracles(path):
-    """The stand-ins the grader put in this stage's ``oracles.py`` (``{}`` when it put none)."""
-    oracles = {}
-    if os.path.isfile(path):
-        with _OPEN(path) as f:
+def load_oracles():
+    """The stand-ins of this stage (``{}`` when it has none). Their source comes on a pipe from the
+    launcher (``LAB_ORACLE_FD``), read once and closed before any student code runs: the file
+    itself is root's alone, so nothing the notebook runs can read the source."""
+    oracles, fd = {}, os.environ.pop("LAB_ORACLE_FD", None)
+    if fd is not None:
+        with os.fdopen(int(fd), "rb") as f:
             code = compile(f.read(), "<oracles>", "exec")
         exec(code, {"math": math, "torch": torch, "nn": nn, "F": F, "ORACLES": oracles})  # noqa: S102
     return oracles
@@ -194,11 +209,11 @@ def step(out, name, fn, limit=None, isolated=False):
         with Limit(limit or out.limit):
             fn()
     except ProbeTimeout as e:
-        _SETITIMER(signal.ITIMER_REAL, 0)
+        _stop_timers()
         out[f"error_{name}"] = short_error(e)
         out.timed_out = True
     except BaseException as e:  # noqa: BLE001 - student code may raise anything, SystemExit included
-        _SETITIMER(signal.ITIMER_REAL, 0)
+        _stop_timers()
         out[f"error_{name}"] = short_error(e)
 
 
@@ -658,7 +673,7 @@ def run_cells(job, ns, paths):
             with Limit(cell_limit):
                 exec(code, ns)  # noqa: S102 - this is the sandboxed worker's job
         except BaseException as e:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, timeouts: keep going
-            _SETITIMER(signal.ITIMER_REAL, 0)
+            _stop_timers()
             errors.append(f"{name[1:-1]}: {short_error(e)}")
             if isinstance(e, MemoryError):  # free what the failed cell hoarded (data, not definitions)
                 for k in [k for k, v in ns.items() if before.get(k) != id(v)]:
@@ -698,7 +713,7 @@ def run_probe(ns, inputs, part, variant, oracles, hung, depends, out):
         else:
             PROBES[part](ns, inputs.get(part, {}), out)
     except BaseException as e:  # noqa: BLE001
-        _SETITIMER(signal.ITIMER_REAL, 0)
+        _stop_timers()
         out["error_probe"] = short_error(e)
     if out.timed_out and variant == "student":
         hung.add(part)
@@ -710,8 +725,9 @@ def main():
     with _OPEN(os.path.join(paths["in"], "job.json")) as f:
         job = json.load(f)
     inputs = _LOAD(os.path.join(paths["in"], "inputs.pt"), weights_only=True)
-    oracles = load_oracles(os.path.join(paths["in"], "oracles.py"))
+    oracles = load_oracles()
     os.chdir(os.path.join(paths["work"], "nb"))  # the notebook's own folder (checkpoints/ beside it)
+    _progress(paths, "ready")  # no student code has run before this line: a failure earlier is the grader's
     sys.path.insert(0, os.getcwd())
     ns = {
         "__name__": "__main__",

@@ -118,12 +118,13 @@ def anomaly_loaders(train_feats, train_labels, val_feats, val_labels, test_feats
 
 
 def train_anomaly(checkpoint_dir, train_feats, train_labels, val_feats, val_labels, test_feats, test_labels,
-                  cfg: AnomalyConfig | None = None, progress=True, accelerator="auto"):
+                  cfg: AnomalyConfig | None = None, progress=True, accelerator="auto", callbacks=()):
     """Train with the tutorial's recipe, keep the best-by-``val_acc`` checkpoint, test it.
 
     Features are ``[N, D]`` float tensors, labels ``[N]`` class indices (balanced per class).
     Returns ``(model, result)``: the best checkpoint reloaded, and ``train_acc``, ``val_acc``,
     ``test_acc``, ``checkpoint`` (path of ``anomaly.ckpt``), ``fit_seconds``, ``steps``, ``config``.
+    ``callbacks`` are added to the Trainer's.
     """
     cfg = cfg or AnomalyConfig()
     for name, t in (("train_feats", train_feats), ("val_feats", val_feats), ("test_feats", test_feats)):
@@ -135,7 +136,7 @@ def train_anomaly(checkpoint_dir, train_feats, train_labels, val_feats, val_labe
                                  mode="max", monitor="val_acc", enable_version_counter=False)
     trainer = pl.Trainer(
         default_root_dir=checkpoint_dir,
-        callbacks=[checkpoint],
+        callbacks=[checkpoint, *callbacks],
         accelerator=accelerator,
         devices=1,
         max_epochs=cfg.max_epochs,

@@ -42,13 +42,16 @@ def _draw_cell(ax, images, index, title=None, color="black"):
         ax.set_title(title, fontsize=8, color=color)
 
 
-def plot_anomaly_sets(indices, images=None, path=None, title="Anomaly examples on CIFAR100") -> Figure:
+def plot_anomaly_sets(indices, images=None, path=None, title=None) -> Figure:
     """Grid of sets: one row per set, one column per element, the anomaly (last) framed in red.
 
     Args:
         indices: ``[NumSets, SetSize]`` image indices (the ``indices`` a set batch carries)
-        images: the images those indices refer to (see module doc), or None
+        images: the images those indices refer to (see module doc), or None (synthetic features:
+            the tiles show the indices, and the default title says so)
     """
+    if title is None:
+        title = "Anomaly examples on CIFAR100" if images is not None else "Anomaly examples (synthetic features)"
     indices = torch.as_tensor(indices).reshape(-1, torch.as_tensor(indices).shape[-1])
     rows, cols = indices.shape
     fig = Figure(figsize=(1.2 * cols, 1.3 * rows + 0.4), layout="constrained")

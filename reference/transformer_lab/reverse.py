@@ -144,9 +144,9 @@ class ReverseConfig:
     max_epochs: int = 10
     gradient_clip_val: float = 5.0
     seed: int = 42
-    #: Intra-op CPU threads while training on a CPU (None: torch's default, fastest on an idle
-    #: machine; 1 is far faster when other processes compete for the cores). See runtime.cpu_threads.
-    cpu_threads: int | None = None
+    #: Intra-op CPU threads while training on a CPU (None: torch's default). One thread is within
+    #: 10% of all cores on an idle machine and many times faster on a shared one. See runtime.cpu_threads.
+    cpu_threads: int | None = 1
 
 
 def reverse_loaders(cfg: ReverseConfig):

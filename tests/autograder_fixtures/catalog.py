@@ -394,6 +394,30 @@ INTEGRITY = {
         "        z.writestr('archive/data.pkl', b'\\x80\\x02}q\\x00.')\n"
         "        z.writestr('archive/data/0', b'\\x00' * (64 * 2**20))\n"
         "_w._SAVE = _bomb\n"], "end"),
+    # issue 19, item 1: keys that share one hash make building a dict quadratic (no code needed)
+    "collision_outputs": ("solution", [
+        "import torch\n" + _WORKER +
+        "_orig_save = _w._SAVE\n"
+        "def _collide(out, path):  # every output: ~1 MiB of int keys that all hash alike\n"
+        "    _orig_save({i * (2**61 - 1): 0 for i in range(75000)}, path)\n"
+        "_w._SAVE = _collide\n"], "end"),
+    # issue 19, item 2: fail part 1 on purpose, so the stand-in stages run, then raise what they hold
+    "leak_stand_ins": ("release", [
+        "import base64, gc, glob, inspect, os, sys, zlib\n"
+        "def _loot():\n"
+        "    found = []\n"
+        "    for _p in glob.glob('/job/in/*') + glob.glob(os.path.join(os.path.dirname(sys.argv[1] if len(sys.argv) > 1 "
+        "else '.'), 'in', '*')):\n"
+        "        try:\n            found.append(open(_p).read())\n        except Exception as e:\n"
+        "            found.append(f'{_p}: {e}')\n"
+        "    for _o in gc.get_objects():\n"
+        "        if callable(_o) and getattr(getattr(_o, '__code__', None), 'co_filename', '') == '<oracles>':\n"
+        "            try:\n                found.append(inspect.getsource(_o))\n            except Exception as e:\n"
+        "                found.append(repr(e))\n"
+        "    blob = '\\n'.join(found)\n"
+        "    return blob + ' Z:' + base64.b64encode(zlib.compress(blob.encode())).decode()\n"
+        "def train_reverse(*args, **kwargs):\n    raise RuntimeError('LEAK ' + _loot())\n"
+        "def train_anomaly(*args, **kwargs):\n    raise RuntimeError('LEAK ' + _loot())\n"], "end"),
     # 5. nothing of the grader's machine in the feedback
     "leak_in_errors": ("release", [
         "import os, glob\n_seen = []\n"
@@ -419,6 +443,7 @@ INTEGRITY["scratch_b"] = INTEGRITY["scratch_a"]
 INTEGRITY_SCORES = {"link_job_files": 25, "link_outputs": 4, "find_solution_files": 0, "steal_oracles": 0,
                     "planted_checkpoints": 18, "forged_tensor_views": 4, "forged_strings": 25, "zip_bomb_output": 4,
                     "leak_in_errors": 0, "scratch_a": 25, "scratch_b": 25, "linked_notebook": 0,
+                    "collision_outputs": 4, "collision_checkpoints": 21, "leak_stand_ins": 0,
                     "linked_checkpoints": 0, "linked_folder": 0}
 INTEGRITY_CLASSES = {
     "root writes through worker paths": ["link_job_files", "link_outputs"],
@@ -426,7 +451,8 @@ INTEGRITY_CLASSES = {
                               "linked_folder"],
     "accuracy without a trusted check": ["planted_checkpoints"],
     "untrusted worker data": ["forged_tensor_views", "forged_strings", "zip_bomb_output"],
-    "information leaks": ["leak_in_errors"],
+    "pickles that cost the grader": ["collision_outputs", "collision_checkpoints"],
+    "information leaks": ["leak_in_errors", "leak_stand_ins"],
     "shared scratch space": ["scratch_a", "scratch_b"],
 }
 
@@ -460,7 +486,20 @@ def build_integrity(root: Path, ckpts: dict, *, out: Path, canary: Path) -> dict
     (d / "work").symlink_to(SOURCE.parent, target_is_directory=True)
     for name in ("linked_notebook", "linked_checkpoints", "linked_folder"):
         made[name] = ("integrity", None)
+    write_submission(root, "collision_checkpoints", nb, {f: collision_checkpoint() for f in cks})
+    made["collision_checkpoints"] = ("integrity", None)
     return made
+
+
+def collision_checkpoint(n: int = 75000) -> bytes:
+    """~1 MiB: a state_dict of ``n`` int keys that share one hash; no code, just hours of dict building."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"state_dict": {i * (2**61 - 1): 0 for i in range(n)}, "hyper_parameters": {}}, buf)
+    return buf.getvalue()
 
 
 #: caught inside the worker (exception, SIGALRM, MemoryError, NPROC): one notebook holds them all
