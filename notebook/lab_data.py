@@ -11,7 +11,7 @@
   train/validation split; the synthetic features of the quick mode.
 
 Keep this file next to the notebook (on Colab: in ``/content``, the *Files* pane) and do not edit it:
-grading uses its own copy. Generated from ``reference/transformer_lab`` by ``tools/build_notebook.py``.
+grading uses its own copy.
 """
 
 #@imports

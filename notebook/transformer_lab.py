@@ -70,7 +70,7 @@
 # | 2-core CPU, shared | with one other busy process per core: the whole notebook 65 s; with three per core: 149 s | about as much longer |
 # | GPU | not measured (on a GPU the full recipe is the default) | reverse about 1 min, anomaly about 18 min of training on an NVIDIA H100, plus the feature extraction, once (measured by the course staff; Colab's GPUs are slower) |
 #
-# Measured on a 2-core machine (`tools/run_notebook.py [--cpu-hogs N]`). On a CPU both training cells
+# Measured by the course staff on a 2-core machine. On a CPU both training cells
 # use one thread: on an idle machine as fast as two, and on a shared one several times faster
 # (threads that wait for each other collapse when other work takes the cores).
 #

@@ -18,20 +18,23 @@ from lab_autograder import parts as P  # noqa: E402
 from lab_autograder.cli import main as cli_main  # noqa: E402
 from lab_autograder.grade import Settings, grade_all, safe_name  # noqa: E402
 from lab_autograder.submission import snapshot  # noqa: E402
-from lab_autograder.notebook import NotebookError, code_cells, points_from_source, strip_magics  # noqa: E402
+from lab_autograder.notebook import NotebookError, code_cells, points_from_source, transform_magics  # noqa: E402
 from lab_autograder.sandbox import sandbox_level  # noqa: E402
 
 needs_source = pytest.mark.skipif(not catalog.SOURCE.is_file(), reason="source notebook not built yet")
 
 
-def test_strip_magics_keeps_python_and_drops_shell():
+def test_magics_become_what_ipython_runs():
+    """IPython's own transformer: magics become calls of the worker's ``get_ipython()``, Python stays."""
     src = "%matplotlib inline\n!pip install evil\nx = 1\nfiles = !ls\nif x:\n    %time y = 2\nz = 3 % 2\n"
-    out = strip_magics(src)
-    assert "pip" not in out and "ls" not in out and "%matplotlib" not in out
-    assert "x = 1" in out and "z = 3 % 2" in out
-    compile(out, "<cell>", "exec")  # still valid Python (indented magic became `pass`)
-    assert strip_magics("%%bash\nrm -rf /\n") == ""
-    assert strip_magics("%%time\nx = 1\n").strip() == "x = 1"
+    out = transform_magics(src)
+    assert "get_ipython().system('pip install evil')" in out and "files = get_ipython().getoutput('ls')" in out
+    assert "x = 1" in out and "z = 3 % 2" in out and "get_ipython().run_line_magic('time', 'y = 2')" in out
+    compile(out, "<cell>", "exec")
+    black = "ok = (1\n      != 2)\n"  # a continuation line is not a shell escape
+    assert transform_magics(black) == black
+    assert transform_magics("%%writefile helper.py\ndef f():\n    return 1\n") == (
+        "get_ipython().run_cell_magic('writefile', 'helper.py', 'def f():\\n    return 1\\n')\n")
 
 
 @pytest.mark.parametrize("name", list(catalog.malformed_notebooks()) if catalog.SOURCE.is_file() else [])
@@ -74,7 +77,8 @@ def test_names_and_notebook_discovery(tmp_path):
     (d / "checkpoints" / "reverse.ckpt").write_bytes(b"ck")
     sub = snapshot(d, "alice")
     assert sub.notebook_name == "transformer_lab.ipynb" and sub.notebook == b"{}"
-    assert sub.checkpoints == {"reverse.ckpt": b"ck"} and sub.notes == []
+    assert sub.checkpoints == {"reverse.ckpt": b"ck"}
+    assert sub.notes == ["graded transformer_lab.ipynb; not graded: other.ipynb"]  # the rule, said
 
 
 def test_snapshot_follows_no_link(tmp_path):
@@ -97,15 +101,46 @@ def test_snapshot_follows_no_link(tmp_path):
     assert any("not a regular file" in n for n in snapshot(d, "bob").notes)
 
 
+def _probe(name, ns, inp) -> dict:
+    """The worker's probe ``name`` run here, in-process, on the definitions in ``ns`` (no sandbox)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("worker_in_tests", catalog.ROOT / "autograder" / "lab_autograder" / "worker.py")
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)
+    out = worker.Out()
+    getattr(worker, name)(ns, inp, out)
+    return dict(out)
+
+
+def test_scaled_dot_product_is_checked_where_the_hidden_tests_look():
+    """Gradients, 0/1 int and float masks, a fully masked row, float16 (issue 19, item 8)."""
+    import math
+
+    inp = P.inputs_scaled_dot_product(0)
+
+    def sloppy(q, k, v, mask=None):  # right on bool masks in float32, and nowhere else
+        q, k, v = q.detach(), k.detach(), v.detach()
+        logits = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+        if mask is not None:
+            logits = logits.masked_fill(~mask, float("-inf"))
+        att = torch.softmax(logits, -1)
+        return att @ v, att
+
+    pr = P.grade_scaled_dot_product(inp, _probe("probe_scaled_dot_product", {"scaled_dot_product": sloppy}, inp), 3)
+    failed = [c for c in pr.checks if not c.passed]
+    assert len(failed) == 1 and 2.5 < pr.score < 3
+    for symptom in ("0/1 integer mask", "0/1 float mask", "fully masked row", "gradients (none reach q, k, v)"):
+        assert symptom in failed[0].received, failed[0].received
+    assert "mask == 0" in failed[0].hint and "do not detach" in failed[0].hint and "-inf" in failed[0].hint
+
+
 def test_grading_logic_full_marks_on_reference_outputs_and_diagnoses():
     """The checks themselves, on outputs computed here (no worker): right answers pass, a known bug is named."""
     inp = P.inputs_scaled_dot_product(0)
-    out = {}
-    for case in ("plain", "mask", "rect", "pad"):
-        v, a = P._sdp_ref(inp, case)
-        out[f"{case}_values"], out[f"{case}_attention"] = v, a
+    out = _probe("probe_scaled_dot_product", {"scaled_dot_product": P.ref().scaled_dot_product}, inp)
     pr = P.grade_scaled_dot_product(inp, out, 3)
-    assert pr.score == 3
+    assert pr.score == 3, [c for c in pr.checks if not c.passed]
     bad = {k: v for k, v in out.items()}
     for case in ("plain", "mask", "rect", "pad"):
         bad[f"{case}_values"], bad[f"{case}_attention"] = P._attention_variant(
@@ -378,3 +413,29 @@ def test_student_text_never_reaches_a_gradebook_as_a_formula(tmp_path):
         rows = list(csv.reader((tmp_path / name).open(newline="")))[1:]
         cells = [c for r in rows for c in r[:2] if not c.replace(".", "").isdigit()]
         assert sorted(cells) == sorted("'" + t for t in hostile for _ in range(2 if name == "grades.csv" else 1))
+
+
+def test_a_course_without_anomaly_features_is_not_the_students_fault():
+    """Without test features the accuracy cannot be measured: the feedback says so, and hints nothing."""
+    from lab_autograder import parts as P
+
+    pr = P.grade_train_anomaly({}, {}, 4.0, (None, P.NOT_CONFIGURED))
+    failed = [c for c in pr.checks if not c.passed and c.trusted]
+    assert failed and all(c.hint == "" for c in failed)
+    assert all("submit" not in c.hint and "train" not in c.hint for c in failed)
+    assert pr.note == P.NOT_CONFIGURED and "not a fault of your submission" in pr.note
+    submitted = P.grade_train_anomaly({}, {}, 4.0, (None, "no checkpoints/anomaly.ckpt in the submission"))
+    assert "submit the checkpoints/ folder" in submitted.checks[0].hint  # a student's own omission still is
+
+
+def test_the_graded_notebook_is_chosen_by_one_stated_rule():
+    from lab_autograder.submission import choose_notebook
+
+    top, draft = ("transformer_lab.ipynb",), ("drafts", "transformer_lab.ipynb")
+    assert choose_notebook([draft, top]) == (top, "graded transformer_lab.ipynb; not graded: drafts/transformer_lab.ipynb")
+    assert choose_notebook([("mine.ipynb",), draft])[0] == ("mine.ipynb",)  # the top level decides first
+    assert choose_notebook([draft]) == (draft, "")  # e.g. a zip that holds the folder
+    chosen, note = choose_notebook([("a.ipynb",), ("b.ipynb",)])
+    assert chosen is None and "more than one notebook" in note and "a.ipynb, b.ipynb" in note
+    assert choose_notebook([("x", "a.ipynb"), ("y", "b.ipynb")])[0] is None
+    assert choose_notebook([]) == (None, "")

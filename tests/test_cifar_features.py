@@ -117,7 +117,7 @@ def test_feature_files_bare_tensor_and_dict(tmp_path):
     ours = tmp_path / "ours.pt"
     feat.save_feature_file(ours, {"test": {"features": torch.randn(4, 512), "labels": torch.arange(4)}}, "none")
     assert feat.read_feature_file(ours)["splits"]["test"]["labels"].tolist() == [0, 1, 2, 3]
-    with pytest.raises(FileNotFoundError, match="notebook in full mode.*transformer-lab features"):
+    with pytest.raises(FileNotFoundError, match="notebook in full mode.*feature file your course hands out"):
         feat.read_feature_file(tmp_path / "absent.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match="corrupt"):

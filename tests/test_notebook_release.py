@@ -238,3 +238,18 @@ def test_nbgrader_validate_invert_passes_on_the_release(tmp_path):
     proc = _validate(tmp_path / RELEASE.name, "--invert")
     assert proc.returncode == 0 and "Success! The notebook does not pass any tests." in proc.stdout, \
         proc.stdout[-5000:] + proc.stderr[-3000:]
+
+
+#: what a student does not have: the project's folders, its command lines, its developer modules
+DEVELOPER_ONLY = ("benchmarks/", "tools/", "reference/", "notebook/", "tests/", "transformer-lab ", "autograder ",
+                  "lab_autograder", "runtime.", "set_anomaly.", "`make ", "make test", "make demo", "README")
+
+
+def test_the_release_names_nothing_a_student_does_not_have():
+    folder = RELEASE.parent
+    nb = json.loads(RELEASE.read_text())
+    texts = {f"{RELEASE.name} cell {i}": "".join(c["source"]) for i, c in enumerate(nb["cells"])}
+    texts.update({f.name: f.read_text() for f in folder.glob("*.py")})
+    found = [f"{where}: ...{text[max(0, m.start() - 40):m.end() + 20]!r}" for where, text in texts.items()
+             for word in DEVELOPER_ONLY for m in re.finditer(re.escape(word), text)]
+    assert not found, found

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from .parts import DEFAULT_POINTS, PART_ORDER
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20
-_MAGIC = re.compile(r"^\s*[%!]")
-_RUNNABLE_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}
 
 
 class NotebookError(ValueError):
@@ -24,26 +21,17 @@ def _source(cell) -> str:
     return src if isinstance(src, str) else ""
 
 
-def strip_magics(src: str) -> str:
-    """Drop IPython line magics and shell escapes (``%...``, ``!...``); run the body of
-    ``%%time``-like cells."""
-    lines = src.splitlines()
-    if lines and lines[0].lstrip().startswith("%%"):
-        name = lines[0].lstrip()[2:].split()[0] if lines[0].strip() != "%%" else ""
-        if name not in _RUNNABLE_CELL_MAGICS:
-            return ""
-        lines = lines[1:]
-    out = []
-    for line in lines:
-        if _MAGIC.match(line):
-            indent = line[: len(line) - len(line.lstrip())]
-            out.append(f"{indent}pass  # magic removed by the autograder")
-        elif re.match(r"^\s*\w[\w\s,]*=\s*[!%]", line):  # x = !ls / x = %time f()
-            indent = line[: len(line) - len(line.lstrip())]
-            out.append(f"{indent}pass  # magic removed by the autograder")
-        else:
-            out.append(line)
-    return "\n".join(out)
+def transform_magics(src: str) -> str:
+    """A cell as the Python that IPython itself would run: its own transformer turns ``%magic``,
+    ``!shell`` and ``%%cell`` magics into calls of ``get_ipython()``, and leaves everything else
+    alone (a ``!=`` continuation line, a ``%`` operator). The worker's ``get_ipython()`` runs the
+    magics that matter for grading (``%%writefile``, ``%time``, ``%%capture``, ...) and no shell."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        return TransformerManager().transform_cell(src)
+    except Exception:  # noqa: BLE001 - a cell IPython cannot read runs as it is (and fails as it would)
+        return src
 
 
 def read_cells(path: Path) -> list[dict]:
@@ -91,7 +79,7 @@ def code_cells(path: Path) -> list[str]:
 
 
 def labeled_code_cells(path: Path | None = None, cells: list[dict] | None = None) -> list[tuple[str, str]]:
-    """``(label, source)`` of the code cells to run, magics removed, nbgrader test cells left out.
+    """``(label, source)`` of the code cells to run, magics transformed, nbgrader test cells left out.
 
     The label names the cell in feedback: its nbgrader ``grade_id``, else ``In [n]`` with ``n``
     its position among the notebook's cells (1-based).
@@ -108,7 +96,7 @@ def labeled_code_cells(path: Path | None = None, cells: list[dict] | None = None
         nbg = meta.get("nbgrader") if isinstance(meta.get("nbgrader"), dict) else {}
         if nbg.get("grade") and not nbg.get("solution"):
             continue
-        src = strip_magics(_source(cell))
+        src = transform_magics(_source(cell))
         if src.strip():
             gid = nbg.get("grade_id")
             label = str(gid) if isinstance(gid, str) and gid.isidentifier() else f"In [{n}]"

@@ -1,7 +1,7 @@
 """Snapshot a submission before any student code runs: its notebook and checkpoints, as bytes.
 
-A SUBMISSION is a notebook, or a folder holding one (``transformer_lab.ipynb`` preferred) with
-``checkpoints/`` beside it. Nothing inside it is followed if it is a link: a linked notebook,
+A SUBMISSION is a notebook, or a folder holding one with ``checkpoints/`` beside it (which
+notebook: :func:`choose_notebook`). Nothing inside it is followed if it is a link: a linked notebook,
 ``checkpoints/`` folder or checkpoint is refused with a note (a link could point at the grader's
 own solution, or at another student's files). The grader grades these bytes only; the trusted
 evaluation of the checkpoints reads the same snapshot.
@@ -65,6 +65,25 @@ def _find_notebooks(root_fd: int) -> tuple[list[tuple[str, ...]], list[str]]:
     return sorted(found), linked
 
 
+def choose_notebook(found: list[tuple[str, ...]]) -> tuple[tuple[str, ...] | None, str]:
+    """Which of a folder's notebooks is graded, by one rule: the top level first, then the whole tree;
+    at that level ``transformer_lab.ipynb``, or the only notebook there. Two candidates at the level
+    that decides are refused (which would be graded is the student's to say). Returns the chosen
+    path (None: none) and a note for the feedback."""
+    for level in ([p for p in found if len(p) == 1], found):
+        named = [p for p in level if p[-1] == "transformer_lab.ipynb"]
+        pick = named if named else level
+        if len(pick) == 1:
+            others = sorted("/".join(p) for p in found if p != pick[0])
+            note = f"graded {'/'.join(pick[0])}; not graded: {', '.join(others[:5])}" if others else ""
+            return pick[0], note
+        if len(pick) > 1:
+            names = ", ".join(sorted("/".join(p) for p in pick)[:5])
+            return None, (f"more than one notebook could be the submission ({names}); submit one "
+                          "transformer_lab.ipynb at the top level of the folder; nothing was graded")
+    return None, ""
+
+
 def _read_checkpoints(folder_fd: int, sub: Submission) -> None:
     try:
         ck = open_dir("checkpoints", folder_fd)
@@ -96,10 +115,11 @@ def snapshot(path: Path, name: str) -> Submission:
                     sub.notes.append(
                         f"{ln} is a symbolic link and was not read; submit the notebook file itself"
                     )
-                pref = [p for p in found if p[-1] == "transformer_lab.ipynb"]
-                rel = (pref or found or [None])[0]
+                rel, note = choose_notebook(found)
+                if note:
+                    sub.notes.append(note)
                 if rel is None:
-                    if not linked:
+                    if not linked and not found:
                         sub.notes.append(f"no notebook found in {path.name}")
                     return sub
                 folder = root if len(rel) == 1 else _descend(root, rel[:-1])

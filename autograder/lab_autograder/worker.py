@@ -232,6 +232,43 @@ def probe_scaled_dot_product(ns, inp, out):
                 out[f"{case}_attention"] = as_tensor(res[1], "attention")
 
         step(out, case, run)
+    _sdp_beyond_the_basics(sdp, inp, out)
+
+
+def _sdp_beyond_the_basics(sdp, inp, out):
+    """What the hidden tests ask beyond the plain cases: 0/1 integer and float masks, a fully masked
+    row, float16 inputs, and gradients that reach q, k and v."""
+    for case, cast in (("intmask", torch.long), ("floatmask", torch.float32), ("full", None)):
+
+        def masked(case=case, cast=cast):
+            src = "pad" if case == "full" else "mask"
+            q, k, v = (inp[f"{src}_{n}"].clone() for n in "qkv")
+            mask = inp["full_mask"].clone() if case == "full" else inp["mask_mask"].clone().to(cast)
+            with torch.no_grad():
+                res = sdp(q, k, v, mask=mask)
+            out[f"{case}_values"] = as_tensor(res[0], "values")
+            out[f"{case}_attention"] = as_tensor(res[1], "attention")
+
+        step(out, case, masked)
+
+    def half():
+        q, k, v = (inp[f"pad_{n}"].clone().half() for n in "qkv")
+        with torch.no_grad():
+            res = sdp(q, k, v, mask=inp["pad_mask"].clone())
+        out["half_values"] = as_tensor(res[0], "values")
+        out["half_attention"] = as_tensor(res[1], "attention")
+
+    step(out, "half", half)
+
+    def grad():
+        q, k, v = (inp[f"pad_{n}"].clone().requires_grad_(True) for n in "qkv")
+        with torch.enable_grad():
+            sdp(q, k, v, mask=inp["pad_mask"].clone())[0].sum().backward()
+        for n, t in zip("qkv", (q, k, v)):
+            if t.grad is not None:
+                out[f"grad_{n}"] = as_tensor(t.grad, f"gradient of {n}")
+
+    step(out, "grad", grad)
 
 
 def _mha_outputs(ns, inp, out, prefix):
@@ -645,10 +682,35 @@ def _write(paths, name, out):
     _REPLACE(path + ".tmp", path)
 
 
-class _NoIPython:
-    """``get_ipython()`` for notebooks that call it: every magic is a no-op."""
+class _Shell:
+    """``get_ipython()`` for notebook code, whose magics the grader turned into calls of it (IPython's
+    own transformer). Shell escapes do nothing; ``%%writefile`` writes its file (relative to the
+    notebook's folder); ``time``, ``timeit``, ``capture``, ``prun`` run their code once; every
+    other magic does nothing."""
 
-    def __getattr__(self, name):
+    RUN = {"time", "timeit", "capture", "prun", "debug"}
+
+    def __init__(self, ns):
+        self.ns = ns
+
+    def run_line_magic(self, name, line, *args, **kwargs):
+        if name in self.RUN and line.strip():
+            exec(compile(line, "<magic>", "exec"), self.ns)  # noqa: S102 - the student's own code
+
+    def run_cell_magic(self, name, line, body, *args, **kwargs):
+        if name == "writefile":
+            words = line.split()
+            files = [w for w in words if not w.startswith("-")]
+            if files:
+                with _OPEN(files[-1], "a" if {"-a", "--append"} & set(words) else "w") as f:
+                    f.write(body)
+        elif name in self.RUN:
+            exec(compile(body, "<magic>", "exec"), self.ns)  # noqa: S102
+
+    def getoutput(self, *args, **kwargs):
+        return []
+
+    def __getattr__(self, name):  # system, magic, run_line_magic's relatives: nothing runs
         return lambda *a, **k: None
 
 
@@ -732,9 +794,18 @@ def main():
     ns = {
         "__name__": "__main__",
         "__builtins__": __builtins__,
-        "get_ipython": _NoIPython,
+        "get_ipython": None,
         "display": lambda *a, **k: None,
     }
+    shell = _Shell(ns)
+    ns["get_ipython"] = lambda: shell
+    try:  # `from IPython import get_ipython` in the notebook must find the same shell
+        import IPython
+        import IPython.core.getipython
+
+        IPython.get_ipython = IPython.core.getipython.get_ipython = ns["get_ipython"]
+    except ImportError:
+        pass
     _write(paths, "_cells", run_cells(job, ns, paths))
     limits = {
         "limit": float(job.get("probe_timeout", 45)),

@@ -94,8 +94,8 @@ class AnomalyConfig:
 
 
 def quick_anomaly_config() -> AnomalyConfig:
-    """The CPU quick mode's recipe (a smaller model, 15 epochs; timings in benchmarks/README.md), used on
-    ``set_anomaly.quick_mode_features()`` by the notebook, ``train anomaly --quick`` and the demo."""
+    """The CPU quick mode's recipe (a smaller model, 15 epochs), trained on the synthetic features of
+    ``quick_mode_features()``: the notebook's quick mode."""
     return AnomalyConfig(model_dim=64, num_layers=2, num_heads=4, max_epochs=15, warmup=20, lr=1e-3)
 
 

@@ -24,8 +24,8 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     """Load a checkpoint dict without unpickling arbitrary objects."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path!r} does not exist; train first (the notebook's training cell, "
-                              "or `transformer-lab train …`) or fix the path")
+        raise CheckpointError(f"checkpoint {path!r} does not exist; train first (the notebook's training cell) "
+                              "or fix the path")
     with open(path, "rb") as f:
         magic = f.read(2)
     # torch.save writes a zip archive (b"PK"); legacy files are raw pickles (protocol byte 0x80).

@@ -42,7 +42,7 @@ def build_resnet34(weights: str = "imagenet") -> nn.Module:
 
     ``weights="imagenet"`` loads torchvision's ImageNet weights (downloaded once into
     ``$TORCH_HOME/hub/checkpoints``); ``"none"`` is a random initialisation, for tests and
-    benchmarks only (its features carry no meaning).
+    timing runs only (its features carry no meaning).
     """
     import torchvision
 
@@ -134,8 +134,8 @@ def read_feature_file(path) -> dict:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"features file {path!r} does not exist; create it by running the notebook "
-                                "in full mode (it extracts and caches the features in FEATURE_FILE) or with "
-                                "`transformer-lab features --data-dir DIR --out FILE`")
+                                "in full mode (it extracts and caches the features in FEATURE_FILE), or put the "
+                                "feature file your course hands out there")
     if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
         raise ValueError(f"features file {path!r} is corrupt or not a PyTorch file (not a torch.save archive)")
     try:

@@ -145,7 +145,7 @@ class ReverseConfig:
     gradient_clip_val: float = 5.0
     seed: int = 42
     #: Intra-op CPU threads while training on a CPU (None: torch's default). One thread is within
-    #: 10% of all cores on an idle machine and many times faster on a shared one. See runtime.cpu_threads.
+    #: 10% of all cores on an idle machine and many times faster on a shared one (see cpu_threads).
     cpu_threads: int | None = 1
 
 

@@ -11,11 +11,11 @@ import torch
 def cpu_threads(n: int | None):
     """Run the block with ``n`` intra-op CPU threads (None: leave as is), then restore.
 
-    Small models spend their time in many tiny operations. On an idle machine torch's threads
-    are barely faster for the reverse model (the notebook's quick run: 9.3 s on 2 threads, 10.0 s
-    on 1), but when other processes compete for the cores, threads waiting for each other slow
-    every operation down many times over, and one thread is far faster. So training on a CPU
-    uses one thread by default (``python benchmarks/bench_threads.py``; benchmarks/README.md).
+    Small models spend their time in many tiny operations. On an idle 2-core machine torch's two
+    threads are no faster for the reverse model than one (the notebook's quick run: 8.4 s against
+    8.3 s), but when other processes compete for the cores, threads waiting for each other slow
+    every operation down (210 s against 60 s with six other busy processes). So training on a
+    CPU uses one thread by default.
     """
     if n is None:
         yield

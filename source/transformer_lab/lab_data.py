@@ -11,7 +11,7 @@
   train/validation split; the synthetic features of the quick mode.
 
 Keep this file next to the notebook (on Colab: in ``/content``, the *Files* pane) and do not edit it:
-grading uses its own copy. Generated from ``reference/transformer_lab`` by ``tools/build_notebook.py``.
+grading uses its own copy.
 """
 
 import hashlib
@@ -174,7 +174,7 @@ def build_resnet34(weights: str = "imagenet") -> nn.Module:
 
     ``weights="imagenet"`` loads torchvision's ImageNet weights (downloaded once into
     ``$TORCH_HOME/hub/checkpoints``); ``"none"`` is a random initialisation, for tests and
-    benchmarks only (its features carry no meaning).
+    timing runs only (its features carry no meaning).
     """
     import torchvision
 
@@ -266,8 +266,8 @@ def read_feature_file(path) -> dict:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"features file {path!r} does not exist; create it by running the notebook "
-                                "in full mode (it extracts and caches the features in FEATURE_FILE) or with "
-                                "`transformer-lab features --data-dir DIR --out FILE`")
+                                "in full mode (it extracts and caches the features in FEATURE_FILE), or put the "
+                                "feature file your course hands out there")
     if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
         raise ValueError(f"features file {path!r} is corrupt or not a PyTorch file (not a torch.save archive)")
     try:

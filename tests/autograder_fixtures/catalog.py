@@ -107,15 +107,46 @@ class Variant:
     edits: list = field(default_factory=list)
     symptom: str = ""  # regex the part's feedback must match (case-insensitive)
     also: tuple = ()  # other parts allowed to lose points (e.g. the training run of a crashing loss)
+    insert: list = field(default_factory=list)  # (grade_id, source): a new code cell right after that one
 
     def cells(self):
-        return {gid for gid, _, _ in self.edits}
+        return {gid for gid, _, _ in self.edits} | {gid for gid, _ in self.insert}
+
+    def apply(self, nb):
+        """The notebook with this variant's edits and inserted cells."""
+        nb = apply_edits(nb, self.edits)
+        for gid, src in self.insert:
+            i = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == gid)
+            nb.cells.insert(i + 1, nbformat.v4.new_code_cell(src))
+        return nb
 
 
 SDP, MHA, BLK, PE, WU = "impl_scaled_dot_product", "impl_multihead_attention", "impl_encoder_block", "impl_positional_encoding", "impl_warmup_factor"
 RL, TR, AP, AL, TA = "impl_reverse_loss", "impl_train_reverse", "impl_attention_plot", "impl_anomaly_loss", "impl_train_anomaly"
 
 BUGS = [
+    # issue 19, item 8: right on the plain cases, wrong where the hidden tests look
+    Variant("sdp_detach_inf_not_mask", "scaled_dot_product", [
+        (SDP, "    d_k = q.size(-1)\n", "    q, k, v = q.detach(), k.detach(), v.detach()\n    d_k = q.size(-1)\n"),
+        (SDP, "attn_logits = attn_logits.masked_fill(mask == 0, mask_fill_value(attn_logits.dtype))",
+         "attn_logits = attn_logits.masked_fill(~mask, float('-inf'))"),
+    ], r"integer mask.*fully masked row.*gradients"),
+    # issue 19, item 9: separate q/k/v layers lose MHA's name points, and nothing in the parts built on it
+    Variant("mha_separate_qkv_layers", "multihead_attention", [
+        (MHA, "        self.qkv_proj = nn.Linear(input_dim, 3 * embed_dim)\n",
+         "        self.q_proj, self.k_proj, self.v_proj = (nn.Linear(input_dim, embed_dim) for _ in range(3))\n"),
+        (MHA, "        nn.init.xavier_uniform_(self.qkv_proj.weight)\n        nn.init.zeros_(self.qkv_proj.bias)\n",
+         "        for lin in (self.q_proj, self.k_proj, self.v_proj):\n            nn.init.xavier_uniform_(lin.weight)\n"
+         "            nn.init.zeros_(lin.bias)\n"),
+        (MHA, "qkv = self.qkv_proj(x).reshape(B, T, self.num_heads, 3 * self.head_dim)\n",
+         "heads = lambda t: t.reshape(B, T, self.num_heads, self.head_dim).transpose(1, 2)\n"),
+        (MHA, "q, k, v = qkv.transpose(1, 2).chunk(3, dim=-1)  # each (B, nh, T, hs)",
+         "q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))"),
+    ], r"parameter names|qkv_proj"),
+    Variant("sdp_tutorial_fill_value", "scaled_dot_product", [
+        (SDP, "attn_logits = attn_logits.masked_fill(mask == 0, mask_fill_value(attn_logits.dtype))",
+         "attn_logits = attn_logits.masked_fill(mask == 0, -9e15)"),
+    ], r"float16 inputs.*overflows in float16"),
     Variant("sdp_no_scale", "scaled_dot_product",
             [(SDP, "torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(d_k)", "torch.matmul(q, k.transpose(-2, -1))")],
             r"not divided by sqrt\(d_k\)"),
@@ -203,6 +234,16 @@ BUGS = [
 ]
 
 CORRECT = [
+    # issue 19, item 9: honest students whose notebooks IPython runs as written
+    Variant("black_style_continuation", "", [
+        (SDP, "attention = F.softmax(attn_logits, dim=-1)",
+         "assert (attn_logits.shape[-1]\n            != 0), 'no keys'  # a black-style line that starts with !=\n"
+         "    attention = F.softmax(attn_logits, dim=-1)"),
+    ]),
+    Variant("writefile_helper_module", "", [
+        (WU, "def warmup_cosine_factor(step: int, warmup: int, max_iters: int) -> float:",
+         "%%writefile warmup_impl.py\nimport math\n\n\ndef warmup_cosine_factor(step: int, warmup: int, max_iters: int) -> float:"),
+    ], insert=[(WU, "from warmup_impl import warmup_cosine_factor  # the module the cell above wrote\n")]),
     Variant("alt_einsum_view_min", "", [
         (SDP, "attn_logits = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(d_k)",
          "attn_logits = torch.einsum('...qd,...kd->...qk', q, k) * d_k ** -0.5"),
@@ -444,6 +485,7 @@ INTEGRITY_SCORES = {"link_job_files": 25, "link_outputs": 4, "find_solution_file
                     "planted_checkpoints": 18, "forged_tensor_views": 4, "forged_strings": 25, "zip_bomb_output": 4,
                     "leak_in_errors": 0, "scratch_a": 25, "scratch_b": 25, "linked_notebook": 0,
                     "collision_outputs": 4, "collision_checkpoints": 21, "leak_stand_ins": 0,
+                    "draft_beside_solution": 25,
                     "linked_checkpoints": 0, "linked_folder": 0}
 INTEGRITY_CLASSES = {
     "root writes through worker paths": ["link_job_files", "link_outputs"],
@@ -454,6 +496,7 @@ INTEGRITY_CLASSES = {
     "pickles that cost the grader": ["collision_outputs", "collision_checkpoints"],
     "information leaks": ["leak_in_errors", "leak_stand_ins"],
     "shared scratch space": ["scratch_a", "scratch_b"],
+    "honest students charged": ["draft_beside_solution"],
 }
 
 
@@ -488,6 +531,9 @@ def build_integrity(root: Path, ckpts: dict, *, out: Path, canary: Path) -> dict
         made[name] = ("integrity", None)
     write_submission(root, "collision_checkpoints", nb, {f: collision_checkpoint() for f in cks})
     made["collision_checkpoints"] = ("integrity", None)
+    d = write_submission(root, "draft_beside_solution", nb, cks)  # the top-level notebook is the one graded
+    write_submission(d, "drafts", release_like(), {})
+    made["draft_beside_solution"] = ("integrity", None)
     return made
 
 
@@ -583,7 +629,7 @@ def build_all(root: Path, ckpts: dict, *, out: Path, marker: Path, kinds=("solut
         for v in entries:
             if not v.cells() <= present:
                 continue
-            write_submission(root, v.id, apply_edits(nb, v.edits), cks)
+            write_submission(root, v.id, v.apply(nb), cks)
             made[v.id] = (kind, v)
     if "hostile" in kinds:
         # cells that are caught inside the worker share one notebook; the ones that kill it get their own
