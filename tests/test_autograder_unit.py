@@ -101,13 +101,19 @@ def test_snapshot_follows_no_link(tmp_path):
     assert any("not a regular file" in n for n in snapshot(d, "bob").notes)
 
 
-def _probe(name, ns, inp) -> dict:
-    """The worker's probe ``name`` run here, in-process, on the definitions in ``ns`` (no sandbox)."""
+def _probe_module():
+    """The worker module, loaded here (it imports nothing of the grader)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("worker_in_tests", catalog.ROOT / "autograder" / "lab_autograder" / "worker.py")
     worker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(worker)
+    return worker
+
+
+def _probe(name, ns, inp) -> dict:
+    """The worker's probe ``name`` run here, in-process, on the definitions in ``ns`` (no sandbox)."""
+    worker = _probe_module()
     out = worker.Out()
     getattr(worker, name)(ns, inp, out)
     return dict(out)
@@ -439,3 +445,27 @@ def test_the_graded_notebook_is_chosen_by_one_stated_rule():
     assert chosen is None and "more than one notebook" in note and "a.ipynb, b.ipynb" in note
     assert choose_notebook([("x", "a.ipynb"), ("y", "b.ipynb")])[0] is None
     assert choose_notebook([]) == (None, "")
+
+
+def test_an_embedding_input_layer_is_the_same_model_to_the_grader():
+    """The lab sheet allows nn.Embedding for the reverse task's input; E = W^T + b is the same function."""
+    linear = catalog.untrained_reverse_checkpoint()
+    embedded = catalog.as_embedding_checkpoint("reverse.ckpt", linear)
+    x = P.reverse_eval_data(0)
+    acc_linear, _ = P.reference_accuracy("train_reverse", linear, x, x.flip(-1))
+    acc_embedded, why = P.reference_accuracy("train_reverse", embedded, x, x.flip(-1))
+    assert acc_embedded == acc_linear and why == ""
+    # and the worker gives a student's embedding model the grader's Linear weights as that embedding
+    import torch.nn as nn
+
+    from transformer_lab import ReversePredictor
+
+    hp = dict(input_dim=10, model_dim=32, num_classes=10, num_heads=1, num_layers=1, lr=5e-4, warmup=5, max_iters=10)
+    grader = ReversePredictor(**hp)
+    student = ReversePredictor(**hp)
+    student.input_net[1] = nn.Embedding(10, 32)
+    worker = _probe_module()
+    worker.load_state(student, grader.state_dict())
+    ids = torch.randint(10, (3, 16))
+    onehot = torch.nn.functional.one_hot(ids, 10).float()
+    assert torch.allclose(student.input_net(ids), grader.input_net(onehot), atol=1e-6)

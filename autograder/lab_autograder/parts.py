@@ -1428,6 +1428,19 @@ GRADERS = {p: globals()[f"grade_{p}"] for p in PART_ORDER}
 _HP_LIMITS = {"input_dim": 1024, "model_dim": 512, "num_classes": 1024, "num_heads": 64, "num_layers": 8}
 
 
+def _embedding_as_linear(sd: dict, hp: dict) -> dict:
+    """A reverse model with an ``nn.Embedding`` input layer (the lab sheet allows one) as the reference's
+    one-hot ``Linear``: ``E[x] == one_hot(x) @ E + 0``, so weight ``E^T`` and a zero bias."""
+    for key in ("input_net.1.weight", "input_net.weight"):
+        e = sd.get(key)
+        shape = (hp.get("input_dim"), hp.get("model_dim"))
+        if isinstance(e, torch.Tensor) and tuple(e.shape) == shape and key[:-6] + "bias" not in sd:
+            rest = {k: v for k, v in sd.items() if k != key}
+            linear = {"input_net.1.weight": e.t().contiguous(), "input_net.1.bias": e.new_zeros(e.shape[1])}
+            return {**rest, **linear}
+    return sd
+
+
 def reference_accuracy(part: str, ckpt: bytes | None, eval_x, target) -> tuple[float | None, str]:
     """``(accuracy, why)`` of the checkpoint's weights in the *reference* model on the grader's data.
 
@@ -1490,6 +1503,8 @@ def reference_accuracy(part: str, ckpt: bytes | None, eval_x, target) -> tuple[f
         )
         if k in hp
     }
+    if part == "train_reverse":
+        sd = _embedding_as_linear(sd, hp)
     try:
         if part == "train_reverse":
             model = ref().ReversePredictor(**hp)

@@ -108,6 +108,7 @@ class Variant:
     symptom: str = ""  # regex the part's feedback must match (case-insensitive)
     also: tuple = ()  # other parts allowed to lose points (e.g. the training run of a crashing loss)
     insert: list = field(default_factory=list)  # (grade_id, source): a new code cell right after that one
+    checkpoint_edit: object = None  # f(name, bytes) -> bytes: the checkpoints this variant's student submits
 
     def cells(self):
         return {gid for gid, _, _ in self.edits} | {gid for gid, _ in self.insert}
@@ -146,7 +147,7 @@ BUGS = [
     Variant("sdp_tutorial_fill_value", "scaled_dot_product", [
         (SDP, "attn_logits = attn_logits.masked_fill(mask == 0, mask_fill_value(attn_logits.dtype))",
          "attn_logits = attn_logits.masked_fill(mask == 0, -9e15)"),
-    ], r"float16 inputs.*overflows in float16"),
+    ], r"-9e15 overflows in float16"),
     Variant("sdp_no_scale", "scaled_dot_product",
             [(SDP, "torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(d_k)", "torch.matmul(q, k.transpose(-2, -1))")],
             r"not divided by sqrt\(d_k\)"),
@@ -233,7 +234,34 @@ BUGS = [
             [(TA, "        gradient_clip_val=cfg.gradient_clip_val,\n", "")], r"gradient_clip_val"),
 ]
 
+def as_embedding_checkpoint(name: str, data: bytes) -> bytes:
+    """The reverse checkpoint as a model with an ``nn.Embedding`` input layer would hold it: the same
+    function (``E = W^T + b``), other parameter shapes."""
+    import io
+
+    import torch
+
+    if name != "reverse.ckpt":
+        return data
+    ck = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    sd = ck["state_dict"]
+    sd["input_net.1.weight"] = (sd["input_net.1.weight"].t() + sd.pop("input_net.1.bias")).contiguous()
+    buf = io.BytesIO()
+    torch.save(ck, buf)
+    return buf.getvalue()
+
+
 CORRECT = [
+    # issue 19, item 9: the lab sheet's other input layer, "a learned embedding ... nn.Embedding"
+    Variant("embedding_input_layer", "", [
+        (RL, '    task_name = "reverse"\n',
+         '    task_name = "reverse"\n\n    def __init__(self, *args, **kwargs):\n'
+         "        super().__init__(*args, **kwargs)\n"
+         "        self.input_net[1] = nn.Embedding(self.hparams.num_classes, self.hparams.model_dim)\n"),
+        (RL, "            x = F.one_hot(x, num_classes=self.hparams.num_classes).to(self.input_net[1].weight.dtype)\n",
+         "            x = self.input_net(x)  # token ids go straight into the embedding\n"
+         "            return self.positional_encoding(x) if add_positional_encoding else x\n"),
+    ], checkpoint_edit=as_embedding_checkpoint),
     # issue 19, item 9: honest students whose notebooks IPython runs as written
     Variant("black_style_continuation", "", [
         (SDP, "attention = F.softmax(attn_logits, dim=-1)",
@@ -629,7 +657,9 @@ def build_all(root: Path, ckpts: dict, *, out: Path, marker: Path, kinds=("solut
         for v in entries:
             if not v.cells() <= present:
                 continue
-            write_submission(root, v.id, v.apply(nb), cks)
+            edit = v.checkpoint_edit
+            write_submission(root, v.id, v.apply(nb), {n: edit(n, Path(c).read_bytes()) for n, c in cks.items()}
+                             if edit else cks)
             made[v.id] = (kind, v)
     if "hostile" in kinds:
         # cells that are caught inside the worker share one notebook; the ones that kill it get their own
