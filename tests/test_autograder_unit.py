@@ -172,28 +172,43 @@ def test_warmup_checks_name_an_off_by_one():
     assert pr.score == 0 and "off by one" in pr.checks[0].hint
 
 
-def test_sandbox_level_is_known():
-    assert sandbox_level() in ("namespaces", "setuid", "rlimits")
+def test_checkpoints_beside_the_notebook_are_found_with_a_note(tmp_path):
+    """Gradescope's upload of loose files puts reverse.ckpt next to the notebook, not in checkpoints/."""
+    from lab_autograder.submission import snapshot
+
+    (tmp_path / "transformer_lab.ipynb").write_text("{}")
+    (tmp_path / "reverse.ckpt").write_bytes(b"beside")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "anomaly.ckpt").write_bytes(b"inside")
+    (tmp_path / "anomaly.ckpt").write_bytes(b"a second copy")  # checkpoints/ wins
+    sub = snapshot(tmp_path, "s")
+    assert sub.checkpoints == {"reverse.ckpt": b"beside", "anomaly.ckpt": b"inside"}
+    assert sub.notes == ["reverse.ckpt found beside the notebook (not in checkpoints/): graded"]
 
 
 def test_malformed_submissions_are_graded_zero_with_csv_and_resume(tmp_path, capsys):
     subs = tmp_path / "subs"
-    for name, raw in {"broken": b"{not json", "empty_folder": None}.items():
+    empty = json.dumps({"cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": []}],
+                        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode()
+    for name, raw in {"broken": b"{not json", "empty_folder": None, "empty_notebook": empty}.items():
         d = subs / name
         d.mkdir(parents=True)
         if raw is not None:
             (d / "transformer_lab.ipynb").write_bytes(raw)
     out = tmp_path / "out"
     res = grade_all(sorted(subs.iterdir()), Settings(out=out, quiet=True))
-    assert [r["score"] for r in res] == [0, 0]
+    assert [r["score"] for r in res] == [0, 0, 0]
     broken = json.loads((out / "broken" / "results.json").read_text())
     assert "not a valid notebook" in broken["output"]
     assert {t["status"] for t in broken["tests"]} == {"failed"}
     assert all(set(t) >= {"name", "score", "max_score", "status", "output", "visibility"} for t in broken["tests"])
     assert "no notebook found" in (out / "empty_folder" / "feedback.md").read_text()
+    blank = (out / "empty_notebook" / "feedback.md").read_text()
+    assert blank.count("has no code in it: was it saved before it was submitted?") == 1 + len(P.PART_ORDER)
+    assert "NameError" not in blank  # one message (in the notes, and as each part's reason), nothing else
     rows = (out / "grades.csv").read_text().splitlines()
-    assert rows[0].startswith("student_id,timestamp,scaled_dot_product") and rows[0].endswith("total,max")
-    assert len(rows) == 3
+    assert rows[0].startswith("student_id,timestamp,scaled_dot_product") and rows[0].endswith("total,max,submitted_at,submitted_at_from,late_hours,late_penalty,final,provenance_flags")
+    assert len(rows) == 4
     # a second run on the same OUT grades nothing again
     before = (out / "broken" / "results.json").stat().st_mtime_ns
     assert grade_all(sorted(subs.iterdir()), Settings(out=out, quiet=True)) == []
@@ -402,7 +417,6 @@ def test_stand_ins_are_the_reference_definitions():
 
 def test_student_text_never_reaches_a_gradebook_as_a_formula(tmp_path):
     """Folder names and timestamps are the student's text: a spreadsheet must show them, not run them."""
-    from lab_autograder.feedback import write_grades_csv
     from lab_autograder.report import write_report
 
     hostile = ["=HYPERLINK(\"http://x\",\"y\")", "+1-1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
@@ -413,7 +427,6 @@ def test_student_text_never_reaches_a_gradebook_as_a_formula(tmp_path):
                "extra_data": {"student_id": text, "timestamp": text, "max_score": 1.0,
                               "parts": {"warmup_factor": 1.0}}}
         (d / "results.json").write_text(json.dumps(res))
-    write_grades_csv(tmp_path)
     write_report(tmp_path)
     for name in ("grades.csv", "lms_grades.csv"):
         rows = list(csv.reader((tmp_path / name).open(newline="")))[1:]

@@ -10,6 +10,7 @@ score written, a non-zero exit, a line in the summary, and the next run grades i
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def _feedback(res) -> str:
 
 
 @pytest.mark.parametrize("mode, name", [("fail-first", "solution"), ("die-mid-first", "bug"),
-                                        ("kill-worker-first", "solution")])
+                                        ("kill-worker-first", "solution"), ("kill-imports-first", "bug")])
 def test_a_fault_on_one_try_costs_nothing(subs, faulty, tmp_path, mode, name):
     made, baseline = subs
     counter = faulty(mode)
@@ -71,7 +72,11 @@ def test_a_fault_on_one_try_costs_nothing(subs, faulty, tmp_path, mode, name):
     assert res["score"] == baseline[name], _feedback(res)
     assert not any(b in _feedback(res) for b in BLAME), _feedback(res)
     if mode == "kill-worker-first":  # a kill the grader did not send: the same place runs again, not skipped
-        assert "killed (signal 9) during cell 2; run again" in res["output"]
+        assert re.search(r"killed \(signal 9\) during cell \d+; run again", res["output"]), res["output"]
+    elif mode == "kill-imports-first":  # before any student code ran: the machine's, retried uncounted
+        (fault,) = res["extra_data"]["grader_faults"]
+        assert "in the release's own cell imports, before any student code ran" in fault
+        assert "skipped" not in res["output"]
     else:
         assert len(res["extra_data"]["grader_faults"]) == 1 and "unshare" in res["extra_data"]["grader_faults"][0]
 
@@ -97,6 +102,17 @@ def test_a_fault_on_every_try_leaves_the_submission_not_graded(subs, faulty, tmp
                      checkpoints.FEATURES_SPEC]) == 0
     assert json.loads((folder / "results.json").read_text())["score"] == baseline["bug"]
     assert not (folder / "grader_fault.json").exists()
+
+
+def test_a_death_in_the_releases_own_cells_is_never_a_score(subs, faulty, tmp_path):
+    """The 2/25 of issue 19: the worker died in the given imports cell, the grader skipped that cell
+    and graded the rest without imports. Such a death, every time, now leaves no score at all."""
+    made, _ = subs
+    counter = faulty("kill-imports-always")
+    run = grade_all([made["solution"]], _settings(tmp_path / "out"))
+    assert not run and "release's own cell imports" in run.not_graded["solution"]
+    assert int(counter.read_text()) == 1 + len(grade.RETRY_BACKOFF)
+    assert not (tmp_path / "out" / "solution" / "results.json").exists()
 
 
 def test_gradescope_reports_a_grader_fault_as_the_autograders_failure(subs, faulty, tmp_path, capsys):

@@ -44,8 +44,10 @@ PACKAGES = {
 TORCH = ("torch", "torchvision")
 #: what the grader and the student's notebook import (the rest comes with them); ``undeclared_imports``
 #: checks that nothing they import is missing from these and what they require
-RUNTIME = ("pytorch-lightning", "numpy", "matplotlib", "nbformat", "tqdm", "ipython")
+RUNTIME = ("pytorch-lightning", "numpy", "matplotlib", "nbformat", "tqdm", "ipython", "copydetect")
 FEATURES_NAME = "data/anomaly_test_features.pt"
+#: the grader's modules for an nbgrader course (its exchange, gradebook, feedback folder): not on Gradescope
+INSTRUCTOR_ONLY = ("course.py", "class_commands.py")
 
 
 def pin(dist: str) -> str:
@@ -101,7 +103,12 @@ def files(features: Path | None) -> dict[str, bytes]:
     out["requirements.txt"] = "\n".join(pin(d) for d in RUNTIME).encode() + b"\n"
     for name, folder in PACKAGES.items():
         for f in sorted(folder.rglob("*")):
-            if f.is_file() and "__pycache__" not in f.parts and f.suffix in (".py", ".md"):
+            if (
+                f.is_file()
+                and "__pycache__" not in f.parts
+                and f.suffix in (".py", ".md")
+                and (f.name not in INSTRUCTOR_ONLY)
+            ):
                 out[f"lib/{name}/{f.relative_to(folder).as_posix()}"] = f.read_bytes()
     out["points/transformer_lab.ipynb"] = RELEASE.read_bytes()
     for name in GIVEN_FILES:

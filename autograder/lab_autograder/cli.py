@@ -3,8 +3,15 @@
     autograder grade SUBMISSION... --out OUT [--jobs N] [--timeout S] [--memory-mb M]
     autograder gradescope [--submission DIR] [--results FILE]     (what run_autograder calls)
     autograder table OUT                                          (print OUT/grades.csv as a table)
-    autograder report OUT                                         (class summary: PNG + LMS CSV)
+    autograder report OUT [--due T] [--late-policy P]             (rebuild the class outputs of OUT)
+    autograder feedback OUT --nbgrader COURSE                     (feedback where nbgrader releases it)
+    autograder merge OUT... --out MERGED                          (one gradebook from sharded runs)
+    autograder fingerprint CKPT --name NAME                       (a published checkpoint, for the flags)
     autograder examples DIR [--checkpoints CKPT_DIR]...           (example submissions for a demo)
+
+Every grading run ends by rebuilding OUT's class outputs from all its results: grades.csv,
+lms_grades.csv, canvas_grades.csv, moodle_grades.csv, scores.png, provenance.csv (copy flags for
+the instructor; scores unchanged) and each feedback file, with late work when a due date is known.
 
 Exit status 3: a submission could not be graded through the grader's own fault (its sandbox failed
 to start every time it was tried); no score was written for it and the next run grades it.
@@ -54,12 +61,18 @@ def _settings(args, out):
     return s
 
 
+#: grades.csv columns the printed table leaves out (times, sources: read them in the file)
+_NOT_PRINTED = {"timestamp", "submitted_at", "submitted_at_from", "late_penalty"}
+
+
 def print_table(out: Path, file=None) -> None:
     file = file or sys.stdout
     path = Path(out) / "grades.csv"
     rows = list(csv.reader(path.open()))
     if not rows:
         return
+    keep = [i for i, h in enumerate(rows[0]) if h not in _NOT_PRINTED]
+    rows = [[r[i] for i in keep if i < len(r)] for r in rows]
     head = rows[0]
     short = {name: part.column or name for name, part in PARTS.items()}
     head = [short.get(h, h) for h in head]
@@ -69,6 +82,45 @@ def print_table(out: Path, file=None) -> None:
             "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))),
             file=file,
         )
+
+
+def _add_late(p):
+    p.add_argument(
+        "--due", help="due date, ISO 8601 (e.g. 2026-12-01T23:59+01:00; default: nbgrader's gradebook)"
+    )
+    p.add_argument(
+        "--late-policy",
+        help="how lateness costs points: none (default), P%%/day or P%%/hour, zero-after=7d, grace=15m "
+        "(comma-separated, e.g. '10%%/day, zero-after=7d'); applied to the total",
+    )
+    p.add_argument(
+        "--course",
+        help="the nbgrader course folder (its nbgrader_config.py gives the exchange and the gradebook; "
+        "default: the folder holding submitted/)",
+    )
+
+
+def _late_rule(args, course):
+    """The due date and policy the command states, or None to keep OUT's saved one."""
+    from .late import parse_policy, parse_time
+    from .report import LateRule
+
+    due, due_from = None, ""
+    if args.due:
+        due, due_from = parse_time(args.due, "--due"), "--due"
+    elif course is not None:
+        due, due_from = course.due(args.assignment), "nbgrader's gradebook"
+    if due is None and not args.late_policy:
+        return None
+    policy = parse_policy(args.late_policy) if args.late_policy else None  # None: as OUT has it
+    return LateRule(due, policy, due_from if due else "")
+
+
+def _course(args, paths):
+    from .course import course_of, load_course
+
+    root = Path(args.course) if args.course else course_of(paths)
+    return load_course(root) if root else None
 
 
 def _add_common(p):
@@ -123,6 +175,17 @@ def build_parser():
         default=ASSIGNMENT,
         help=f"the assignment folder inside nbgrader's submitted/<student>/ (default {ASSIGNMENT})",
     )
+    g.add_argument(
+        "--submitted-at",
+        help="CSV of student_id,submitted_at (the instructor's data, e.g. from the LMS): when each "
+        "submission arrived; default: nbgrader's exchange (the student's timestamp.txt is never trusted)",
+    )
+    g.add_argument(
+        "--shard",
+        help="I/N: grade only the I-th of N shares of the students (stable by student id), for "
+        "splitting a class over N machines; `autograder merge` joins the OUT folders",
+    )
+    _add_late(g)
     _add_common(g)
     gs = sub.add_parser(
         "gradescope", help="grade /autograder/submission into /autograder/results/results.json"
@@ -137,8 +200,24 @@ def build_parser():
     _add_common(gs)
     t = sub.add_parser("table", help="print OUT/grades.csv")
     t.add_argument("out")
-    r = sub.add_parser("report", help="class summary of OUT: scores.png (histograms) and lms_grades.csv")
+    r = sub.add_parser("report", help="rebuild OUT's class outputs (gradebooks, histograms, flags, feedback)")
     r.add_argument("out")
+    r.add_argument("--assignment", default=ASSIGNMENT)
+    _add_late(r)
+    f = sub.add_parser(
+        "feedback", help="put each student's feedback where `nbgrader release_feedback` takes it"
+    )
+    f.add_argument("out")
+    f.add_argument("--nbgrader", required=True, help="the nbgrader course folder (holding submitted/)")
+    f.add_argument("--assignment", default=ASSIGNMENT)
+    m = sub.add_parser("merge", help="join OUT folders graded on several machines into one, then rebuild it")
+    m.add_argument("outs", nargs="+")
+    m.add_argument("--out", required=True)
+    m.add_argument("--assignment", default=ASSIGNMENT)
+    _add_late(m)
+    fp = sub.add_parser("fingerprint", help="add a published checkpoint to the provenance flags")
+    fp.add_argument("checkpoint")
+    fp.add_argument("--name", required=True, help="where it was published (its URL)")
     e = sub.add_parser("examples", help="write example submissions (solution, two bugs, release) for a demo")
     e.add_argument("dest")
     e.add_argument(
@@ -171,17 +250,14 @@ def main(argv=None) -> int:
     if args.cmd == "table":
         print_table(Path(args.out))
         return 0
-    if args.cmd == "report":
-        from .report import write_report
+    if args.cmd in ("report", "feedback", "merge", "fingerprint"):
+        from . import class_commands
 
         try:
-            rep = write_report(Path(args.out))
-        except FileNotFoundError as e:
+            return getattr(class_commands, args.cmd)(args)
+        except (FileNotFoundError, ValueError) as e:
             print(f"autograder: error: {e}", file=sys.stderr)
             return 2
-        print("\n".join(rep["summary"]))
-        print(f"wrote {rep['png']} and {rep['lms_csv']}")
-        return 0
     if args.cmd == "examples":
         from .examples import write_examples
 
@@ -195,11 +271,19 @@ def main(argv=None) -> int:
         if missing:
             print(f"autograder: error: no such submission: {', '.join(missing)}", file=sys.stderr)
             return 2
+        from .course import stamp_arrivals
+        from .shards import parse_shard, shard_of
+
         try:
-            run = grade_all(
-                expand([Path(s) for s in args.submissions], args.assignment), _settings(args, args.out)
-            )
-        except FileNotFoundError as e:  # the grader's own files (given modules, features), not a submission's
+            course = _course(args, args.submissions)
+            settings = _settings(args, args.out)
+            settings.late = _late_rule(args, course)
+            entries = expand([Path(s) for s in args.submissions], args.assignment)
+            if args.shard:
+                entries = shard_of(entries, *parse_shard(args.shard))
+            entries = stamp_arrivals(entries, args.assignment, course, args.submitted_at)
+            run = grade_all(entries, settings)
+        except (FileNotFoundError, ValueError) as e:  # the grader's own files or settings (PolicyError...)
             print(f"autograder: error: {e}", file=sys.stderr)
             return 2
         print()
@@ -212,7 +296,9 @@ def main(argv=None) -> int:
     results.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lab_autograder_out_") as out:
         entry = gradescope_entry(Path(args.submission), Path(args.metadata))
-        res = grade_all([entry], _settings(args, out))
+        settings = _settings(args, out)
+        settings.class_outputs = False  # one submission; Gradescope keeps the class's gradebook
+        res = grade_all([entry], settings)
         if res.not_graded:  # no results.json: Gradescope reports the autograder's failure; staff rerun it
             reason = next(iter(res.not_graded.values()))
             print(f"autograder: NOT GRADED, a grader fault (not the student's): {reason}", file=sys.stderr)

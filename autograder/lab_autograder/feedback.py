@@ -1,4 +1,5 @@
-"""What a grading run writes: each student's ``feedback.md`` and ``feedback.html``, and ``grades.csv``.
+"""What a student is given back: ``feedback.md`` and ``feedback.html`` (the class's files are
+``report.py``'s), and the helpers both write with.
 
 Every text in a report that came from the worker already went through ``untrusted.clean_text``;
 the HTML escapes everything once more, so a submission cannot add markup to its own report.
@@ -6,10 +7,7 @@ the HTML escapes everything once more, so a submission cannot add markup to its 
 
 from __future__ import annotations
 
-import csv
 import html
-import io
-import json
 import os
 import threading
 from pathlib import Path
@@ -32,7 +30,7 @@ def _notes(res: dict) -> str:
     return other[1] if len(other) > 1 else ""
 
 
-def feedback_md(res: dict) -> str:
+def feedback_md(res: dict, late: str = "") -> str:
     """The student's report. Worker texts sit in code blocks, so the headings, the table and the
     one total are the grader's alone."""
     ex = res["extra_data"]
@@ -41,6 +39,7 @@ def feedback_md(res: dict) -> str:
         "",
         f"**Total: {res['score']:g} / {ex['max_score']:g}**",
         "",
+        *([f"**Late work:** {late}", ""] if late else []),
         _intro(res),
         "",
         "| part | score | max |",
@@ -55,7 +54,7 @@ def feedback_md(res: dict) -> str:
     return "\n".join(lines)
 
 
-def feedback_html(res: dict) -> str:
+def feedback_html(res: dict, late: str = "") -> str:
     """The same report as a standalone HTML page (for an LMS or nbgrader's ``feedback/`` folder)."""
     e = html.escape
     ex = res["extra_data"]
@@ -74,7 +73,9 @@ def feedback_html(res: dict) -> str:
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}pre{background:#f6f6f6;"
         "padding:.5em;white-space:pre-wrap}td,th{padding:.2em .8em;text-align:left}</style></head><body>"
         f"<h1>Autograder feedback: {e(ex['submission'])}</h1>"
-        f"<p><strong>Total: {res['score']:g} / {ex['max_score']:g}</strong></p><p>{e(_intro(res))}</p>"
+        f"<p><strong>Total: {res['score']:g} / {ex['max_score']:g}</strong></p>"
+        + (f"<p><strong>Late work:</strong> {e(late)}</p>" if late else "")
+        + f"<p>{e(_intro(res))}</p>"
         f"<table><tr><th>part</th><th>score</th><th>max</th></tr>{rows}</table>{parts}{notes}</body></html>\n"
     )
 
@@ -83,19 +84,6 @@ def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def read_results(out: Path) -> list[dict]:
-    """Every ``OUT/<student>/results.json``, sorted by folder."""
-    rows = []
-    for d in sorted(Path(out).iterdir()):
-        f = d / "results.json"
-        if d.is_dir() and f.is_file():
-            try:
-                rows.append(json.loads(f.read_text()))
-            except (OSError, json.JSONDecodeError):
-                continue
-    return rows
 
 
 #: what makes a spreadsheet read a cell as a formula (OWASP's CSV injection list)
@@ -107,24 +95,3 @@ def csv_text(value) -> str:
     spreadsheet. A leading ``= + - @``, tab or carriage return gets a ``'`` in front (OWASP)."""
     text = str(value)
     return "'" + text if text.startswith(FORMULA_START) else text
-
-
-def write_grades_csv(out: Path, part_order=P.PART_ORDER) -> Path:
-    """``OUT/grades.csv``: one row per student, one column per part."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["student_id", "timestamp", *part_order, "total", "max"])
-    for r in read_results(out):
-        ex = r.get("extra_data", {})
-        w.writerow(
-            [
-                csv_text(ex.get("student_id", ex.get("submission", "?"))),
-                csv_text(ex.get("timestamp", "")),
-                *[f"{ex.get('parts', {}).get(p, 0):g}" for p in part_order],
-                f"{r.get('score', 0):g}",
-                f"{ex.get('max_score', 0):g}",
-            ]
-        )
-    path = Path(out) / "grades.csv"
-    atomic_write(path, buf.getvalue())
-    return path

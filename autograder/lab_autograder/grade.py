@@ -20,12 +20,20 @@ from pathlib import Path
 import torch
 
 from . import parts as P
-from .feedback import atomic_write, feedback_html, feedback_md, write_grades_csv
+from .feedback import atomic_write, feedback_html, feedback_md
 from .job import Job
 from .layout import Entry, expand
-from .notebook import NotebookError, cells_from_bytes, labeled_code_cells, points_from_source
+from .notebook import (
+    NotebookError,
+    cells_from_bytes,
+    given_cell_sources,
+    labeled_code_cells,
+    points_from_source,
+)
 from .oracles import oracle_source
+from .provenance import checkpoint_marks, own_code
 from .registry import GIVEN_FILES, PARTS
+from .report import LateRule, rebuild
 from .sandbox import UID_BASE, lease_slot, run_worker, sandbox_level
 from .submission import snapshot
 from .version import VERSION, code_fingerprint, file_sha256
@@ -52,6 +60,9 @@ ISO_KEYS = re.compile(r"^(iso_|error_isolated$|error_iso_training$)")
 ISO_ERROR = "failed again when re-run on correct components (that run's messages are not shown)"
 #: pauses before the relaunches of a launch that failed in the grader's own machinery
 RETRY_BACKOFF = (1.0, 4.0, 10.0)
+#: key of the student's own code in a graded result: written to OUT/<student>/own_code.py, for the
+#: class's provenance flags, and never to results.json (Gradescope shows that file's contents)
+OWN_CODE = "_own_code"
 #: a submission's budget (3 x --timeout of worker time) is not spent on a launch shorter than this
 MIN_LAUNCH_SECONDS = 30.0
 
@@ -76,6 +87,10 @@ class Settings:
     max_launches: int = 8
     parts: list[str] = field(default_factory=lambda: list(P.PART_ORDER))
     quiet: bool = False
+    #: the due date and late policy of the class outputs (None: the one OUT already has)
+    late: "LateRule | None" = None
+    #: rebuild the class outputs (grades.csv, LMS files, provenance) at the end of the run
+    class_outputs: bool = True
 
 
 def safe_name(s: str) -> str:
@@ -172,6 +187,7 @@ class Grader:
         )
         self.points, self.points_origin = points_from_source(src)
         self.given = given_files(src)
+        self.given_cells = given_cell_sources(src)
         self.features = load_features(settings.anomaly_features, settings.seed)
         # what a score depends on besides the submission: regrade when any of it changes
         self.identity = {
@@ -342,9 +358,29 @@ class Grader:
         done = {line.split()[1] for line in progress if line.startswith("part ") and line.endswith(" done")}
         return {part: got[part] for part, _ in remaining if part in got and part in done}
 
-    def _recover(self, res, progress, remaining, outputs, skip, hung, notes, meta, labels) -> bool:
+    def _only_given_ran(self, i: int, labeled, skip) -> bool:
+        """Whether cell ``i`` and every cell run before it are the release's own, unchanged."""
+        return all(j in skip or labeled[j][1] in self.given_cells for j in range(i + 1))
+
+    def _given_cell_died(self, res, why, label, meta) -> bool:
+        """The worker died in the course's own code before any of the student's ran (the imports
+        cell under a loaded machine's memory or OOM killer): the machine's fault, never the
+        student's. Run again, uncounted, after ``RETRY_BACKOFF``; ``GraderFault`` when it persists.
+        Skipping the cell instead would grade the same bytes 2/25 on one machine, 25 on another."""
+        fault = f"the worker {why} in the release's own cell {label}, before any student code ran"
+        meta["grader_faults"].append(fault)
+        meta["launches"] -= 1
+        meta["worker_seconds"] -= res.seconds
+        tries = sum(f.startswith("the worker") and "release's own cell" in f for f in meta["grader_faults"])
+        if tries > len(RETRY_BACKOFF):
+            raise GraderFault(fault)
+        time.sleep(RETRY_BACKOFF[tries - 1])
+        return True
+
+    def _recover(self, res, progress, remaining, outputs, skip, hung, notes, meta, labeled) -> bool:
         """After a launch that died with probes left: decide what the next launch leaves out (the
         cell or part that was running). False: nothing to relaunch for."""
+        labels = [label for label, _ in labeled]
         why = "timed out" if res.timed_out else f"exited (code {res.worker_exit})"
         started = None
         for line in progress:
@@ -355,24 +391,18 @@ class Grader:
         if started is None:
             notes.append(f"the worker {why} between the notebook's cells and the checks")
             return False
-        worker_exit = res.worker_exit
-        if (
-            not res.timed_out
-            and worker_exit is not None
-            and worker_exit < 0
-            and worker_exit != -signal.SIGXCPU
-        ):
-            if (
-                started not in meta["signal_retried"]
-            ):  # a kill the grader did not send: the host's, or the code's?
-                meta["signal_retried"].append(started)  # the same death in the same place twice is the code's
-                notes.append(f"the worker was killed (signal {-worker_exit}) during {started}; run again")
-                return True
         kind, what = started.split()[:2]
+        i = int(what) if kind == "cell" and what.isdigit() else -1
+        if kind == "cell" and (i in skip or not 0 <= i < len(labels)):
+            return False
+        if kind == "cell" and self._only_given_ran(i, labeled, skip):
+            return self._given_cell_died(res, why, labels[i], meta)
+        signalled = not res.timed_out and (res.worker_exit or 0) < 0 and res.worker_exit != -signal.SIGXCPU
+        if signalled and started not in meta["signal_retried"]:  # a kill the grader did not send: the
+            meta["signal_retried"].append(started)  # host's? The same death in one place twice is the code's
+            notes.append(f"the worker was killed (signal {-res.worker_exit}) during {started}; run again")
+            return True
         if kind == "cell":
-            i = int(what) if what.isdigit() else -1
-            if i in skip or not 0 <= i < len(labels):
-                return False
             skip.append(i)
             notes.append(
                 f"the worker {why} while running cell {labels[i]} of the notebook; "
@@ -393,7 +423,6 @@ class Grader:
     def _stage(self, job, stage, probes, labeled, ckpts, skip, hung, notes, meta) -> dict[str, dict]:
         """Run one stage's probes, relaunching past a cell or part that kills the worker."""
         remaining, outputs = list(probes), {}
-        labels = [label for label, _ in labeled]
         while remaining:
             job.put("job.json", self._job_json(labeled, remaining, skip, hung))
             launched = self._launch(job, ckpts, meta)
@@ -404,7 +433,7 @@ class Grader:
             outputs.update(got)
             remaining = [pv for pv in remaining if pv[0] not in got]
             if remaining and not self._recover(
-                res, progress, remaining, outputs, skip, hung, notes, meta, labels
+                res, progress, remaining, outputs, skip, hung, notes, meta, labeled
             ):
                 break
         for part, _ in remaining:
@@ -487,6 +516,12 @@ class Grader:
                 )
             except NotebookError as e:
                 notes.append(str(e))
+            if labeled == []:  # one message, not a NameError per part
+                notes.append(
+                    f"{sub.notebook_name} has no code in it: was it saved before it was submitted? "
+                    "Submit the notebook you worked in (File > Save, then submit)"
+                )
+                labeled = None
         trusted = self._trusted(sub.checkpoints)
         if labeled is not None:
             with lease_slot() as slot:  # its uid is this job's alone, in this process and any other
@@ -517,7 +552,12 @@ class Grader:
             results[part] = pr
         meta["checkpoints"] = {k: hashlib.sha256(v).hexdigest()[:16] for k, v in sub.checkpoints.items()}
         meta["entry"], meta["content_sha256"] = entry, sub.content_sha256()
-        return self._results_json(name, results, notes, meta, time.monotonic() - t0)
+        meta["provenance"] = {"checkpoints": {k: checkpoint_marks(v) for k, v in sub.checkpoints.items()}}
+        res = self._results_json(name, results, notes, meta, time.monotonic() - t0)
+        res[OWN_CODE] = own_code(
+            labeled or [], self.given_cells
+        )  # the class's copy check; not in results.json
+        return res
 
     # ------------------------------------------------------------------ reports
     def _text(self, s, cap=2000) -> str:
@@ -566,6 +606,8 @@ class Grader:
             "submission": name,
             "student_id": entry.student_id if entry else name,
             "timestamp": entry.timestamp if entry else "",
+            "arrived": entry.arrived if entry else "",
+            "arrived_from": entry.arrived_from if entry else "",
             "content_sha256": meta.get("content_sha256", ""),
             "grader": self.identity,
             "max_score": maximum,
@@ -580,6 +622,7 @@ class Grader:
                 "threshold": f.threshold,
             },
             "checkpoints_sha256": meta.get("checkpoints", {}),
+            "provenance": meta.get("provenance", {}),
             "stages": meta.get("stages", []),
             "launches": meta.get("launches", 0),
             "grader_faults": [
@@ -609,9 +652,10 @@ def _previous(path: Path) -> dict:
         return {}
 
 
-def _plan(grader: "Grader", entries: list[Entry], out: Path, log) -> list[tuple[Entry, str]]:
-    """Name each submission after its student; skip those graded before with the same content and settings."""
-    names, todo, same, changed = set(), [], [], []
+def _plan(grader: "Grader", entries: list[Entry], out: Path, log) -> tuple[list[tuple[Entry, str]], dict]:
+    """Name each submission after its student; skip those graded before with the same content and
+    settings. Returns what to grade and the run's counts: ``new``, ``regraded``, ``unchanged``."""
+    names, todo, counts = set(), [], {"new": 0, "regraded": 0, "unchanged": 0}
     for entry in entries:
         base = safe_name(entry.student_id)
         name, k = base, 2
@@ -619,25 +663,23 @@ def _plan(grader: "Grader", entries: list[Entry], out: Path, log) -> list[tuple[
             name, k = f"{base}-{k}", k + 1
         names.add(name)
         prev = _previous(out / name / "results.json")
-        if prev:
-            content = snapshot(entry.path, name).content_sha256()
-            if (
-                prev.get("content_sha256") == content
-                and prev.get("grader", {}).get("settings_sha256") == grader.key
-            ):
-                same.append(name)
-                continue
-            changed.append(name)
+        if not prev:
+            counts["new"] += 1
+        elif (
+            prev.get("content_sha256") == snapshot(entry.path, name).content_sha256()
+            and prev.get("grader", {}).get("settings_sha256") == grader.key
+        ):
+            counts["unchanged"] += 1
+            continue
+        else:
+            counts["regraded"] += 1
         todo.append((entry, name))
     if not grader.s.quiet:
-        if same:
-            log(f"{len(same)} unchanged since graded in {out} (skipped)")
-        if changed:
-            log(
-                f"{len(changed)} changed since graded (a new submission, or new grader/settings): graded "
-                "again"
-            )
-    return todo
+        log(
+            f"{counts['new']} new, {counts['regraded']} changed since graded (a new submission, grader or "
+            f"settings: graded again), {counts['unchanged']} unchanged since graded in {out} (skipped)"
+        )
+    return todo, counts
 
 
 class GradeRun(list):
@@ -677,7 +719,7 @@ def grade_all(submissions: list[Path | Entry], settings: Settings, log=print) ->
             reverse=True,
         )
     )
-    todo = _plan(grader, entries, out, log)
+    todo, counts = _plan(grader, entries, out, log)
     if not settings.quiet:
         log(
             f"grading {len(todo)} submission(s), {settings.jobs} at a time; sandbox: {grader.level}; "
@@ -709,6 +751,7 @@ def grade_all(submissions: list[Path | Entry], settings: Settings, log=print) ->
             return None
         d.mkdir(exist_ok=True)
         (d / "grader_fault.json").unlink(missing_ok=True)
+        atomic_write(d / "own_code.py", res.pop(OWN_CODE, ""))
         atomic_write(d / "feedback.md", feedback_md(res))
         atomic_write(d / "feedback.html", feedback_html(res))
         atomic_write(d / "results.json", json.dumps(res, indent=1))
@@ -726,7 +769,11 @@ def grade_all(submissions: list[Path | Entry], settings: Settings, log=print) ->
     finally:
         if not os.environ.get("LAB_AUTOGRADER_KEEP"):
             shutil.rmtree(grader.base, ignore_errors=True)
-        write_grades_csv(out)
+        counts["not_graded"] = len(results.not_graded)
+        if settings.class_outputs:
+            summary = rebuild(out, settings.late)["summary"]
+            if not settings.quiet:
+                log("\n".join(summary))
         if results.not_graded:
             log(
                 f"{len(results.not_graded)} submission(s) NOT GRADED because of a grader fault "
@@ -740,6 +787,7 @@ def grade_all(submissions: list[Path | Entry], settings: Settings, log=print) ->
                 {
                     "graded": len(results),
                     "not_graded": results.not_graded,
+                    "counts": counts,
                     "seconds": round(time.monotonic() - t0, 2),
                     "jobs": settings.jobs,
                     "sandbox": grader.level,

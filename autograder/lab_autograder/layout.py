@@ -3,7 +3,8 @@
 
 The student id names the results folder and the ``grades.csv`` row, so that a class collected by
 nbgrader keeps who is who (every ``submitted/*/transformer_lab`` would otherwise be called
-``transformer_lab``). ``timestamp.txt`` (nbgrader's submission time, for late work) is recorded.
+``transformer_lab``). ``timestamp.txt`` (what the student's nbgrader client says) is recorded; the
+arrival time that decides lateness comes from ``course.stamp_arrivals``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ class Entry:
 
     path: Path
     student_id: str
+    #: what the student's client wrote (nbgrader's ``timestamp.txt``): shown, never trusted
     timestamp: str = ""
+    #: when the submission arrived by a clock the student does not hold (ISO 8601), and whose
+    arrived: str = ""
+    arrived_from: str = ""
 
 
 def read_timestamp(folder: Path) -> str:
@@ -89,4 +94,4 @@ def gradescope_entry(submission: Path, metadata: Path) -> Entry:
         when = str(meta.get("created_at") or "")[:64]
     except (OSError, ValueError, AttributeError):
         pass  # grading a submission must not depend on the metadata (local runs have none)
-    return Entry(Path(submission), student, when)
+    return Entry(Path(submission), student, when, when, "gradescope" if when else "")

@@ -104,6 +104,19 @@ def labeled_code_cells(path: Path | None = None, cells: list[dict] | None = None
     return out
 
 
+def given_cell_sources(path: Path | None) -> frozenset[str]:
+    """The code cells the release hands out unchanged (no nbgrader ``solution``, not a test cell),
+    as the grader runs them: a submission's cell with one of these sources is the course's code."""
+    if path is None or not Path(path).is_file():
+        return frozenset()
+    given = []
+    for cell in read_cells(Path(path)):
+        nbg = (cell.get("metadata") or {}).get("nbgrader") or {}
+        if cell.get("cell_type") == "code" and not nbg.get("solution") and not nbg.get("grade"):
+            given.append(transform_magics(_source(cell)))
+    return frozenset(src for src in given if src.strip())
+
+
 def points_from_source(path: Path | None) -> tuple[dict[str, float], str]:
     """Points per part from the source notebook's graded test cells (``grade_id: test_<part>``).
 

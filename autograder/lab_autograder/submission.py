@@ -79,27 +79,40 @@ def choose_notebook(found: list[tuple[str, ...]]) -> tuple[tuple[str, ...] | Non
             return pick[0], note
         if len(pick) > 1:
             names = ", ".join(sorted("/".join(p) for p in pick)[:5])
-            return None, (f"more than one notebook could be the submission ({names}); submit one "
-                          "transformer_lab.ipynb at the top level of the folder; nothing was graded")
+            return None, (
+                f"more than one notebook could be the submission ({names}); submit one "
+                "transformer_lab.ipynb at the top level of the folder; nothing was graded"
+            )
     return None, ""
 
 
-def _read_checkpoints(folder_fd: int, sub: Submission) -> None:
+def _read_checkpoints(folder_fd: int, sub: Submission, beside: bool = False) -> None:
+    """``checkpoints/<name>``; with ``beside``, a checkpoint missing there is also looked for next to
+    the notebook (Gradescope's upload puts every file at the top level unless the student zips)."""
     try:
         ck = open_dir("checkpoints", folder_fd)
     except Refused as e:
         if "symbolic link" in str(e):
             sub.notes.append("checkpoints/ is a symbolic link and was not read; submit the folder itself")
-        return
+        ck = None
     try:
         for name in CHECKPOINTS:
             try:
-                sub.checkpoints[name] = read_at(ck, name, MAX_CKPT_BYTES)
+                if ck is not None:
+                    sub.checkpoints[name] = read_at(ck, name, MAX_CKPT_BYTES)
             except Refused as e:
                 if "No such file" not in str(e):
                     sub.notes.append(f"checkpoints/{name} was not used: {e}")
+            if beside and name not in sub.checkpoints:
+                try:
+                    sub.checkpoints[name] = read_at(folder_fd, name, MAX_CKPT_BYTES)
+                    sub.notes.append(f"{name} found beside the notebook (not in checkpoints/): graded")
+                except Refused as e:
+                    if "No such file" not in str(e):
+                        sub.notes.append(f"{name} was not used: {e}")
     finally:
-        os.close(ck)
+        if ck is not None:
+            os.close(ck)
 
 
 def snapshot(path: Path, name: str) -> Submission:
@@ -128,7 +141,7 @@ def snapshot(path: Path, name: str) -> Submission:
                         read_at(folder, rel[-1], MAX_NOTEBOOK_BYTES),
                         "/".join(rel),
                     )
-                    _read_checkpoints(folder, sub)
+                    _read_checkpoints(folder, sub, beside=True)
                 finally:
                     if folder != root:
                         os.close(folder)

@@ -9,8 +9,10 @@ it in front of every launch (``sandbox.WRAPPER = [python, this file, MODE, COUNT
   before anything starts (the first launch / every launch);
 * ``die-mid-first``: on the first launch, start CMD and, once the worker runs the notebook's third
   cell, SIGKILL CMD itself (``unshare`` or the trusted launcher), as when ``unshare`` crashed;
-* ``kill-worker-first``: on the first launch, SIGKILL the worker process at that point, as a host's
-  OOM killer would.
+* ``kill-worker-first``: on the first launch, SIGKILL the worker process once it runs the ninth
+  cell (after the student's first solution cell), as a host's OOM killer would;
+* ``kill-imports-first`` / ``kill-imports-always``: SIGKILL the worker while it runs the third cell
+  (the release's imports, before any student code), on the first launch / on every one.
 """
 
 import json
@@ -68,12 +70,15 @@ def main():
         print(UNSHARE_ERROR, file=sys.stderr)
         sys.exit(1)
     proc = subprocess.Popen(cmd, pass_fds=[int(json.loads(cmd[-1])["status_fd"])])
-    if mode in ("die-mid-first", "kill-worker-first") and n == 1:
+    if mode in ("die-mid-first", "kill-worker-first", "kill-imports-first") and n == 1 or (
+        mode == "kill-imports-always"
+    ):
         progress = os.path.join(_out_dir(cmd), "progress.log")
+        at = "cell 8\n" if mode == "kill-worker-first" else "cell 2\n"
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
             try:
-                if "cell 2\n" in open(progress).read():
+                if at in open(progress).read():
                     break
             except OSError:
                 pass
