@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lab_autograder import parts as P
+from lab_autograder.checkpoint_eval import reference_accuracy
 from lab_autograder.grade import load_features
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebook" / "transformer_lab.py"
@@ -60,10 +61,10 @@ def test_reference_trained_as_the_notebook_says_earns_the_anomaly_points(tmp_pat
     f = load_features("synthetic")
     ckpt = Path(result["checkpoint"]).read_bytes()
     x, pos = P.anomaly_eval_sets(f.feats, f.labels, 1000, 20240611)
-    acc, why = P.reference_accuracy("train_anomaly", ckpt, x, pos)
+    acc, why = reference_accuracy("train_anomaly", ckpt, x, pos)
     assert acc is not None, why
     x, pos = P.anomaly_eval_sets(*data["test"], 1000, 20240611)  # the same sets, on the notebook's test split
-    acc_notebook, _ = P.reference_accuracy("train_anomaly", ckpt, x, pos)
+    acc_notebook, _ = reference_accuracy("train_anomaly", ckpt, x, pos)
     print(f"\n[quick-mode anomaly] grader accuracy {acc:.3f} on held-out images, {acc_notebook:.3f} on the "
           f"notebook's test split (threshold {f.threshold:.2f}); train_anomaly test_acc {result['test_acc']:.3f}")
     assert acc >= f.threshold
@@ -74,7 +75,7 @@ def test_trusted_evaluation_refuses_what_it_cannot_measure():
     from transformer_lab import ReversePredictor
 
     x = P.reverse_eval_data(0)
-    missing = P.reference_accuracy("train_reverse", None, x, x.flip(-1))
+    missing = reference_accuracy("train_reverse", None, x, x.flip(-1))
     assert missing == (None, "no checkpoints/reverse.ckpt in the submission")
     hp = dict(input_dim=10, model_dim=16, num_classes=10, num_heads=2, num_layers=1, lr=1e-3, warmup=5, max_iters=10)
 
@@ -83,19 +84,19 @@ def test_trusted_evaluation_refuses_what_it_cannot_measure():
         buf = io.BytesIO()
         torch.save({"state_dict": m.state_dict(), "hyper_parameters": {**hp, **change}}, buf)
         return buf.getvalue()
-    acc, why = P.reference_accuracy("train_reverse", ck(), x, x.flip(-1))
+    acc, why = reference_accuracy("train_reverse", ck(), x, x.flip(-1))
     assert 0 <= acc <= 0.5 and why == ""  # untrained: measured, and low
-    assert "model_dim must be an int" in P.reference_accuracy("train_reverse", ck(model_dim=10**6), x, x.flip(-1))[1]
-    other = P.reference_accuracy("train_reverse", ck(num_layers=2), x, x.flip(-1))
+    assert "model_dim must be an int" in reference_accuracy("train_reverse", ck(model_dim=10**6), x, x.flip(-1))[1]
+    other = reference_accuracy("train_reverse", ck(num_layers=2), x, x.flip(-1))
     assert "do not fit the assignment's model" in other[1]
-    assert "not a checkpoint written by torch.save" in P.reference_accuracy("train_reverse", b"junk", x, x.flip(-1))[1]
+    assert "not a checkpoint written by torch.save" in reference_accuracy("train_reverse", b"junk", x, x.flip(-1))[1]
     import zipfile
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:  # 64 MiB of zeros in 64 kB
         z.writestr("archive/data/0", b"\0" * 2**26)
-    assert "compressed" in P.reference_accuracy("train_reverse", buf.getvalue(), x, x.flip(-1))[1]
-    assert "weights_only" in P.reference_accuracy("train_reverse", _pickle_that_runs_code(), x, x.flip(-1))[1]
+    assert "compressed" in reference_accuracy("train_reverse", buf.getvalue(), x, x.flip(-1))[1]
+    assert "weights_only" in reference_accuracy("train_reverse", _pickle_that_runs_code(), x, x.flip(-1))[1]
 
 
 def _pickle_that_runs_code() -> bytes:

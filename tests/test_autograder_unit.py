@@ -462,11 +462,13 @@ def test_the_graded_notebook_is_chosen_by_one_stated_rule():
 
 def test_an_embedding_input_layer_is_the_same_model_to_the_grader():
     """The lab sheet allows nn.Embedding for the reverse task's input; E = W^T + b is the same function."""
+    from lab_autograder.checkpoint_eval import reference_accuracy
+
     linear = catalog.untrained_reverse_checkpoint()
     embedded = catalog.as_embedding_checkpoint("reverse.ckpt", linear)
     x = P.reverse_eval_data(0)
-    acc_linear, _ = P.reference_accuracy("train_reverse", linear, x, x.flip(-1))
-    acc_embedded, why = P.reference_accuracy("train_reverse", embedded, x, x.flip(-1))
+    acc_linear, _ = reference_accuracy("train_reverse", linear, x, x.flip(-1))
+    acc_embedded, why = reference_accuracy("train_reverse", embedded, x, x.flip(-1))
     assert acc_embedded == acc_linear and why == ""
     # and the worker gives a student's embedding model the grader's Linear weights as that embedding
     import torch.nn as nn

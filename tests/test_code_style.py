@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-GRADER = sorted((ROOT / "autograder" / "lab_autograder").glob("*.py")) + [ROOT / "tools" / "build_gradescope.py"]
+GRADER = sorted((ROOT / "autograder" / "lab_autograder").rglob("*.py")) + [ROOT / "tools" / "build_gradescope.py"]
 MUTATORS = {"append", "extend", "update", "setdefault", "pop", "clear", "add", "remove", "insert", "discard"}
 
 

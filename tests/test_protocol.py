@@ -4,7 +4,7 @@ The worker holds no expected value and imports nothing from the grader, so the p
 them is the keys of each part's output dict. Both sides are run here on the reference's own
 definitions (``autograder_fixtures/protocol_probe.py``, in a subprocess): the keys the probes
 write, the keys the grade functions ask for, and the score, which must be full marks. The keys
-the grader reads anywhere (every literal ``out.get("…")`` / ``out["…"]`` in ``parts.py``) must
+the grader reads anywhere (every literal ``out.get("…")`` / ``out["…"]`` in ``parts/``) must
 be written by some probe: a key renamed on one side only fails here, not in a student's grade.
 """
 
@@ -37,9 +37,9 @@ def protocol(tmp_path_factory):
 
 def literal_keys_read() -> set[str]:
     """Every literal key the grader reads from a probe's outputs (``out.get("k")``, ``out["k"]``)."""
-    tree = ast.parse((ROOT / "autograder" / "lab_autograder" / "parts.py").read_text())
+    trees = [ast.parse(f.read_text()) for f in sorted((ROOT / "autograder" / "lab_autograder" / "parts").glob("*.py"))]
     keys = set()
-    for node in ast.walk(tree):
+    for node in (n for tree in trees for n in ast.walk(tree)):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
                 and isinstance(node.func.value, ast.Name) and node.func.value.id == "out" and node.args \
                 and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
@@ -62,4 +62,4 @@ def test_every_key_a_grade_function_reads_is_written(protocol):
         assert not missing, (part, missing)
     written = {k for r in protocol.values() for k in r["written"]}
     never = sorted(k for k in literal_keys_read() - written - CONDITIONAL if not k.startswith("error_"))
-    assert not never, f"parts.py reads keys no probe writes: {never}"
+    assert not never, f"parts/ reads keys no probe writes: {never}"

@@ -30,6 +30,7 @@ from .notebook import (
     labeled_code_cells,
     points_from_source,
 )
+from .checkpoint_eval import reference_accuracy
 from .oracles import oracle_source
 from .provenance import checkpoint_marks, own_code
 from .registry import GIVEN_FILES, PARTS
@@ -273,7 +274,7 @@ class Grader:
             if part in self.s.parts:
                 x, target = self.eval[part]
                 try:
-                    res[part] = P.reference_accuracy(part, ckpts.get(fname), x, target)
+                    res[part] = reference_accuracy(part, ckpts.get(fname), x, target)
                 except Exception as e:  # noqa: BLE001 - never let a checkpoint crash the grader
                     res[part] = (None, f"could not be evaluated ({type(e).__name__})")
         return res
@@ -691,75 +692,98 @@ class GradeRun(list):
         self.not_graded: dict[str, str] = {}
 
 
+def _start(settings: Settings, entries: list[Entry], out: Path) -> "Grader":
+    """The grader of a run, with its private scratch folder and the paths its reports redact."""
+    grader = Grader(settings)
+    tmp_root = os.environ.get("LAB_AUTOGRADER_TMP") or None
+    grader.base = tempfile.mkdtemp(prefix="lab_autograder_", dir=tmp_root)
+    os.chmod(grader.base, 0o711)
+    paths = {out.resolve(), Path(grader.base), PROJECT_ROOT, Path(os.sys.prefix)}
+    paths |= {e.path.resolve().parent for e in entries}
+    grader.redact = tuple(sorted({str(p) for p in paths}, key=len, reverse=True))
+    return grader
+
+
+def _write_not_graded(d: Path, name: str, e: Exception, log) -> str:
+    """The grader failed this submission: no score stands for it, ``grader_fault.json`` says why."""
+    if not isinstance(e, GraderFault):
+        traceback.print_exc()
+    reason = f"{'' if isinstance(e, GraderFault) else 'internal error: '}{type(e).__name__}: {e}"
+    d.mkdir(exist_ok=True)
+    for stale in ("results.json", "feedback.md", "feedback.html"):  # no old score stands in for it
+        (d / stale).unlink(missing_ok=True)
+    atomic_write(d / "grader_fault.json", json.dumps({"submission": name, "not_graded": reason}, indent=1))
+    log(f"  {name}: NOT GRADED (grader fault, not the student's): {reason[:300]}")
+    return reason[:2000]
+
+
+def _write_graded(d: Path, res: dict) -> None:
+    d.mkdir(exist_ok=True)
+    (d / "grader_fault.json").unlink(missing_ok=True)
+    atomic_write(d / "own_code.py", res.pop(OWN_CODE, ""))
+    atomic_write(d / "feedback.md", feedback_md(res))
+    atomic_write(d / "feedback.html", feedback_html(res))
+    atomic_write(d / "results.json", json.dumps(res, indent=1))
+
+
+def _finish(grader: "Grader", out: Path, results: "GradeRun", counts: dict, seconds: float, log) -> None:
+    """The class outputs rebuilt, the grader faults announced, and ``run.json``."""
+    settings = grader.s
+    counts["not_graded"] = len(results.not_graded)
+    if settings.class_outputs:
+        summary = rebuild(out, settings.late)["summary"]
+        if not settings.quiet:
+            log("\n".join(summary))
+    if results.not_graded:
+        log(
+            f"{len(results.not_graded)} submission(s) NOT GRADED because of a grader fault "
+            f"({', '.join(sorted(results.not_graded))}; reasons in OUT/<student>/grader_fault.json): "
+            "no score was written for them; run the same command again to grade them"
+        )
+    run = {
+        "graded": len(results),
+        "not_graded": results.not_graded,
+        "counts": counts,
+        "seconds": round(seconds, 2),
+        "jobs": settings.jobs,
+        "sandbox": grader.level,
+        "grader": grader.identity,
+        # the grading process's own peak memory (workers not included: each has its RLIMIT_AS)
+        "grader_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }
+    atomic_write(out / "run.json", json.dumps(run))
+
+
 def grade_all(submissions: list[Path | Entry], settings: Settings, log=print) -> GradeRun:
     """Grade ``submissions`` into ``settings.out``: per student results.json and feedback.md/.html
-    (or grader_fault.json, when the grader failed them), then grades.csv."""
+    (or grader_fault.json, when the grader failed them), then the class outputs (``report.rebuild``)."""
     entries = [s for s in submissions if isinstance(s, Entry)]
     entries += expand([Path(s) for s in submissions if not isinstance(s, Entry)])
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
-    grader = Grader(settings)
-    tmp_root = os.environ.get("LAB_AUTOGRADER_TMP") or None
-    grader.base = tempfile.mkdtemp(prefix="lab_autograder_", dir=tmp_root)
-    os.chmod(grader.base, 0o711)
-    grader.redact = tuple(
-        sorted(
-            {
-                str(p)
-                for p in [
-                    out.resolve(),
-                    Path(grader.base),
-                    PROJECT_ROOT,
-                    Path(os.sys.prefix),
-                    *[e.path.resolve().parent for e in entries],
-                ]
-            },
-            key=len,
-            reverse=True,
-        )
-    )
+    grader = _start(settings, entries, out)
     todo, counts = _plan(grader, entries, out, log)
     if not settings.quiet:
-        log(
-            f"grading {len(todo)} submission(s), {settings.jobs} at a time; sandbox: {grader.level}; "
-            f"points from {grader.points_origin}"
-        )
         f = grader.features
         log(
-            f"anomaly part graded on {f.described} (--anomaly-features {f.spec}), threshold {f.threshold:.0%}"
+            f"grading {len(todo)} submission(s), {settings.jobs} at a time; sandbox: {grader.level}; "
+            f"points from {grader.points_origin}\nanomaly part graded on {f.described} "
+            f"(--anomaly-features {f.spec}), threshold {f.threshold:.0%}"
         )
     results = GradeRun()
 
     def one(item):
         entry, name = item
-        d = out / name
         try:
             res = grader.grade_submission(entry, name)
         except Exception as e:  # noqa: BLE001 - the grader's failure is nobody's score, and stops no batch
-            if not isinstance(e, GraderFault):
-                traceback.print_exc()
-            reason = f"{'' if isinstance(e, GraderFault) else 'internal error: '}{type(e).__name__}: {e}"
-            results.not_graded[name] = reason[:2000]
-            d.mkdir(exist_ok=True)
-            for stale in ("results.json", "feedback.md", "feedback.html"):  # no old score stands in for it
-                (d / stale).unlink(missing_ok=True)
-            atomic_write(
-                d / "grader_fault.json", json.dumps({"submission": name, "not_graded": reason}, indent=1)
-            )
-            log(f"  {name}: NOT GRADED (grader fault, not the student's): {reason[:300]}")
+            results.not_graded[name] = _write_not_graded(out / name, name, e, log)
             return None
-        d.mkdir(exist_ok=True)
-        (d / "grader_fault.json").unlink(missing_ok=True)
-        atomic_write(d / "own_code.py", res.pop(OWN_CODE, ""))
-        atomic_write(d / "feedback.md", feedback_md(res))
-        atomic_write(d / "feedback.html", feedback_html(res))
-        atomic_write(d / "results.json", json.dumps(res, indent=1))
+        _write_graded(out / name, res)
         if not settings.quiet:
-            log(
-                f"  {name}: {res['score']:g} / {res['extra_data']['max_score']:g}  "
-                f"({res['execution_time']:.0f} s)"
-            )
+            total = f"{res['score']:g} / {res['extra_data']['max_score']:g}"
+            log(f"  {name}: {total}  ({res['execution_time']:.0f} s)")
         return res
 
     t0 = time.monotonic()
@@ -769,31 +793,5 @@ def grade_all(submissions: list[Path | Entry], settings: Settings, log=print) ->
     finally:
         if not os.environ.get("LAB_AUTOGRADER_KEEP"):
             shutil.rmtree(grader.base, ignore_errors=True)
-        counts["not_graded"] = len(results.not_graded)
-        if settings.class_outputs:
-            summary = rebuild(out, settings.late)["summary"]
-            if not settings.quiet:
-                log("\n".join(summary))
-        if results.not_graded:
-            log(
-                f"{len(results.not_graded)} submission(s) NOT GRADED because of a grader fault "
-                f"({', '.join(sorted(results.not_graded))}; reasons in OUT/<student>/grader_fault.json): "
-                "no score was written for them; run the same command again to grade them"
-            )
-        # the grading process's own peak memory (workers not included: each has its RLIMIT_AS)
-        atomic_write(
-            out / "run.json",
-            json.dumps(
-                {
-                    "graded": len(results),
-                    "not_graded": results.not_graded,
-                    "counts": counts,
-                    "seconds": round(time.monotonic() - t0, 2),
-                    "jobs": settings.jobs,
-                    "sandbox": grader.level,
-                    "grader": grader.identity,
-                    "grader_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
-                }
-            ),
-        )
+        _finish(grader, out, results, counts, time.monotonic() - t0, log)
     return results

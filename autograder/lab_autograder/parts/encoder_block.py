@@ -1,0 +1,148 @@
+"""The ``encoder_block`` part (Encoder block (post-LN)): the inputs the grader chooses, the checks of what
+the worker returns, and the diagnosis of a failure."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Check, PartResult, _gen, close, describe, errors_of, ref
+
+
+def inputs_encoder_block(seed):
+    g = _gen(seed)
+    tl = ref()
+    blk = tl.EncoderBlock(16, 4, 32, 0.0)
+    with torch.no_grad():
+        for name, p in blk.named_parameters():
+            p.copy_(
+                torch.randn(p.shape, generator=g) * (0.3 if "norm" not in name else 0.2)
+                + (1.0 if name.endswith("norm1.weight") or name.endswith("norm2.weight") else 0.0)
+            )
+    T = 6
+    x = torch.randn(2, T, 16, generator=g) * 2 + 0.5
+    mask = torch.ones(2, 1, 1, T, dtype=torch.bool)
+    mask[:, ..., 4:] = False
+    x2 = x.clone()
+    x2[:, 4:] = torch.randn(2, T - 4, 16, generator=g)
+    return {
+        "input_dim": 16,
+        "num_heads": 4,
+        "dim_feedforward": 32,
+        "state": {k: v.clone() for k, v in blk.state_dict().items()},
+        "x": x,
+        "x2": x2,
+        "mask": mask,
+    }
+
+
+def _block_ref(inp, variant="post", mask=None, x=None):
+    tl = ref()
+    blk = tl.EncoderBlock(16, 4, 32, 0.0)
+    blk.load_state_dict(inp["state"])
+    blk.eval()
+    x = inp["x"] if x is None else x
+    with torch.no_grad():
+        a = lambda h: blk.self_attn(h, mask=mask)  # noqa: E731
+        f = blk.linear_net
+        if variant == "post":
+            return blk(x, mask=mask)
+        if variant == "pre":
+            h = x + a(blk.norm1(x))
+            return h + f(blk.norm2(h))
+        if variant == "no_res1":
+            h = blk.norm1(a(x))
+            return blk.norm2(h + f(h))
+        if variant == "no_res2":
+            h = blk.norm1(x + a(x))
+            return blk.norm2(f(h))
+        if variant == "no_mlp":
+            return blk.norm2(blk.norm1(x + a(x)))
+        if variant == "no_norm":
+            h = x + a(x)
+            return h + f(h)
+    raise ValueError(variant)
+
+
+_BLOCK_HINTS = {
+    "pre": "the LayerNorms are applied before the sublayers (pre-LN); the tutorial's block is post-LN: "
+    "x = norm1(x + attn(x)), x = norm2(x + mlp(x))",
+    "no_res1": "the residual connection around the attention is missing: norm1(x + attn(x))",
+    "no_res2": "the residual connection around the MLP is missing: norm2(x + linear_net(x))",
+    "no_mlp": "the feed-forward network (linear_net) is not applied",
+    "no_norm": "the LayerNorms are not applied",
+}
+
+
+def grade_encoder_block(inp, out, points):
+    pr = PartResult("encoder_block", points)
+    exp = _block_ref(inp)
+    exp_m = _block_ref(inp, mask=inp["mask"])
+    runs = [p for p in ("", "iso_") if isinstance(out.get(f"{p}out"), torch.Tensor)]
+    err = errors_of(out, "student")
+    # the block's own names are right if its weights loaded once: with the student's attention, or,
+    # when that attention's names differ (charged to its own part), with the stand-in's
+    names_ok = bool(runs) and ("parameter names differ" not in out.get("error_student", "") or "iso_" in runs)
+    pr.checks.append(
+        Check(
+            "submodules self_attn, linear_net (Linear at 0 and 3), norm1, norm2",
+            0.5,
+            names_ok,
+            "the tutorial's parameter names",
+            out.get("params", "") or err,
+            "keep the tutorial's names so its checkpoints load",
+        )
+    )
+    good = [p for p in runs if close(out.get(f"{p}out"), exp, 1e-4, 1e-4)]
+    hint = ""
+    if not good and isinstance(out.get("iso_out", out.get("out")), torch.Tensor):
+        got = out.get("iso_out", out.get("out"))
+        hint = next(
+            (h for v, h in _BLOCK_HINTS.items() if close(got, _block_ref(inp, v), 1e-3, 1e-3)),
+            "x = norm1(x + dropout(self_attn(x, mask))); x = norm2(x + dropout(linear_net(x)))",
+        )
+    note = (
+        " (it passes only with a correct MultiheadAttention: yours is graded in its own part)"
+        if good == ["iso_"]
+        else ""
+    )
+    pr.checks.append(
+        Check(
+            "output = norm2(h + MLP(h)) with h = norm1(x + MHA(x)) (residuals, post-LN)" + note,
+            1.5,
+            bool(good),
+            "match within 1e-4",
+            err or describe(out.get("iso_out", out.get("out")), exp),
+            hint,
+        )
+    )
+    # the property itself, on the block's own outputs: a bug in its maths is charged above, once
+    mgood = [
+        p
+        for p in runs
+        if isinstance(out.get(f"{p}mask_out"), torch.Tensor)
+        and isinstance(out.get(f"{p}mask_out2"), torch.Tensor)
+        and out[f"{p}mask_out"].shape == out[f"{p}mask_out2"].shape == exp_m.shape
+        and close(out[f"{p}mask_out2"][:, :4], out[f"{p}mask_out"][:, :4], 1e-4, 1e-4)
+    ]
+    pr.checks.append(
+        Check(
+            "the mask reaches the attention (changing a masked token leaves the other positions unchanged)",
+            0.5,
+            bool(mgood),
+            "unmasked positions unchanged",
+            err or "the outputs at unmasked positions changed with a masked token",
+            "" if mgood else "pass mask=mask to self.self_attn",
+        )
+    )
+    dd = [out.get(f"{p}dropout_differs") for p in runs]
+    pr.checks.append(
+        Check(
+            "dropout is active in train mode",
+            0.5,
+            any(d == 1.0 for d in dd),
+            "two forward passes in train mode with dropout 0.5 differ",
+            "identical outputs" if dd else (err or "not run"),
+            "apply nn.Dropout on the residual branches / in the MLP",
+        )
+    )
+    return pr

@@ -1,0 +1,150 @@
+"""The ``multihead_attention`` part (Multi-head attention): the inputs the grader chooses, the checks of what
+the worker returns, and the diagnosis of a failure."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Check, PartResult, _gen, close, describe, errors_of, ref
+
+
+def inputs_multihead_attention(seed):
+    g = _gen(seed)
+    tl = ref()
+    torch.manual_seed(seed)
+    m = tl.MultiheadAttention(12, 16, 4)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    T = 6
+    mask = (torch.rand(2, 1, T, T, generator=g) > 0.4) | torch.eye(T, dtype=torch.bool)
+    return {
+        "input_dim": 12,
+        "embed_dim": 16,
+        "num_heads": 4,
+        "state": {k: v.clone() for k, v in m.state_dict().items()},
+        "x": torch.randn(2, T, 12, generator=g),
+        "mask": mask,
+        "perm": torch.randperm(T, generator=g),
+    }
+
+
+def _mha_ref(inp, mask=None):
+    """The expected (output, attention): the reference ``MultiheadAttention`` with the grader's weights."""
+    mha = ref().MultiheadAttention(inp["input_dim"], inp["embed_dim"], inp["num_heads"])
+    mha.load_state_dict(inp["state"])
+    with torch.no_grad():
+        return mha(inp["x"], mask=mask, return_attention=True)
+
+
+def _mha_variant(inp, layout="tutorial", o_proj=True, merge="transpose"):
+    """Multi-head attention assembled the ways students get it wrong, for diagnosis only."""
+    st, x = inp["state"], inp["x"]
+    B, T, _ = x.shape
+    H, E = inp["num_heads"], inp["embed_dim"]
+    hd = E // H
+    qkv = x @ st["qkv_proj.weight"].T + st["qkv_proj.bias"]
+    if layout == "tutorial":
+        q, k, v = qkv.reshape(B, T, H, 3 * hd).permute(0, 2, 1, 3).chunk(3, dim=-1)
+    else:  # q of all heads, then k, then v
+        q, k, v = (t.reshape(B, T, H, hd).permute(0, 2, 1, 3) for t in qkv.chunk(3, dim=-1))
+    vals, att = ref().scaled_dot_product(q, k, v)
+    vals = vals.permute(0, 2, 1, 3).reshape(B, T, E) if merge == "transpose" else vals.reshape(B, T, E)
+    o = vals @ st["o_proj.weight"].T + st["o_proj.bias"] if o_proj else vals
+    return o, att
+
+
+def _mha_diagnose(inp, got):
+    for kw, msg in (
+        (
+            {"layout": "stacked"},
+            "q, k and v are split over the whole projection first; the tutorial's layout is "
+            "per head: reshape qkv to [B, T, num_heads, 3*head_dim], then chunk the last axis",
+        ),
+        (
+            {"merge": "reshape"},
+            "the heads are merged without moving the head axis back: "
+            "values.permute(0, 2, 1, 3).reshape(B, T, embed_dim)",
+        ),
+        ({"o_proj": False}, "the output projection o_proj is not applied"),
+    ):
+        if close(got, _mha_variant(inp, **kw)[0], 1e-3, 1e-4):
+            return msg
+    return (
+        "follow the tutorial: qkv_proj -> [B, T, H, 3*hd] -> permute -> chunk into q, k, v -> attention "
+        "-> merge heads -> o_proj"
+    )
+
+
+def grade_multihead_attention(inp, out, points):
+    pr = PartResult("multihead_attention", points)
+    exp_out, _ = _mha_ref(inp)
+    exp_mout, exp_matt = _mha_ref(inp, mask=inp["mask"])
+    runs = [p for p in ("", "iso_") if isinstance(out.get(f"{p}out"), torch.Tensor)]
+    err = errors_of(out, "student")
+    names_ok = not any(
+        "parameter names differ" in out.get(f"error_{s}", "") for s in ("student", "isolated")
+    ) and bool(runs)
+    pr.checks.append(
+        Check(
+            "parameters qkv_proj (Linear input_dim -> 3*embed_dim) and o_proj (embed_dim -> embed_dim)",
+            0.5,
+            names_ok,
+            "qkv_proj.weight [48, 12], o_proj.weight [16, 16] (input_dim 12, embed_dim 16, 4 heads)",
+            out.get("params", "") or err,
+            "keep the tutorial's module names so its checkpoints load",
+        )
+    )
+
+    def ok_out(p):
+        return close(out.get(f"{p}out"), exp_out, 1e-4, 1e-5)
+
+    good = [p for p in runs if ok_out(p)]
+    note = (
+        " (it passes only with a correct scaled_dot_product: yours is graded in its own part)"
+        if good == ["iso_"]
+        else ""
+    )
+    pr.checks.append(
+        Check(
+            "output equals the tutorial's computation (per-head q/k/v layout, heads merged, o_proj)" + note,
+            1.5,
+            bool(good),
+            "match within 1e-4",
+            err or describe(out.get("out"), exp_out),
+            (
+                ""
+                if good
+                else (_mha_diagnose(inp, out.get("out")) if isinstance(out.get("out"), torch.Tensor) else "")
+            ),
+        )
+    )
+    mgood = [
+        p
+        for p in runs
+        if close(out.get(f"{p}mask_out"), exp_mout, 1e-4, 1e-5)
+        and close(out.get(f"{p}mask_attention"), exp_matt, 1e-4, 1e-5)
+        and close(out.get(f"{p}ret_out"), exp_out, 1e-4, 1e-5)
+    ]
+    pr.checks.append(
+        Check(
+            "mask honoured per head; return_attention gives [B, H, T, T] weights and the same output",
+            1.0,
+            bool(mgood),
+            "attention [2, 4, 6, 6], masked weights 0",
+            err or f"attention {describe(out.get('mask_attention'), exp_matt)}",
+            (
+                ""
+                if mgood
+                else "pass mask to scaled_dot_product (it broadcasts over heads) and return (o, attention)"
+            ),
+        )
+    )
+    pe = out.get("perm_out")
+    if isinstance(pe, torch.Tensor) and isinstance(out.get("out"), torch.Tensor) and not good:
+        if close(pe, out["out"][:, inp["perm"]], 1e-3, 1e-4):
+            pr.note = (
+                "your layer is permutation-equivariant (good), but its values differ from the "
+                "tutorial's layout"
+            )
+    return pr
