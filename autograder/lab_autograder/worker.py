@@ -731,6 +731,26 @@ class _Shell:
         return lambda *a, **k: None
 
 
+def notebook_namespace() -> dict:
+    """The namespace the notebook's cells run in, with the shell their magics call."""
+    ns = {
+        "__name__": "__main__",
+        "__builtins__": __builtins__,
+        "get_ipython": None,
+        "display": lambda *a, **k: None,
+    }
+    shell = _Shell(ns)
+    ns["get_ipython"] = lambda: shell
+    try:  # `from IPython import get_ipython` in the notebook must find the same shell
+        import IPython
+        import IPython.core.getipython
+
+        IPython.get_ipython = IPython.core.getipython.get_ipython = ns["get_ipython"]
+    except ImportError:
+        pass
+    return ns
+
+
 def run_cells(job, ns, paths):
     """Run the notebook's code cells in ``ns``; a cell's error is recorded and the next cell runs."""
     import linecache
@@ -808,21 +828,7 @@ def main():
     os.chdir(os.path.join(paths["work"], "nb"))  # the notebook's own folder (checkpoints/ beside it)
     _progress(paths, "ready")  # no student code has run before this line: a failure earlier is the grader's
     sys.path.insert(0, os.getcwd())
-    ns = {
-        "__name__": "__main__",
-        "__builtins__": __builtins__,
-        "get_ipython": None,
-        "display": lambda *a, **k: None,
-    }
-    shell = _Shell(ns)
-    ns["get_ipython"] = lambda: shell
-    try:  # `from IPython import get_ipython` in the notebook must find the same shell
-        import IPython
-        import IPython.core.getipython
-
-        IPython.get_ipython = IPython.core.getipython.get_ipython = ns["get_ipython"]
-    except ImportError:
-        pass
+    ns = notebook_namespace()
     _write(paths, "_cells", run_cells(job, ns, paths))
     limits = {
         "limit": float(job.get("probe_timeout", 45)),
