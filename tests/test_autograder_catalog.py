@@ -348,7 +348,7 @@ def test_no_stand_in_source_reaches_the_feedback(batch):
     every stand-in it found, and raised it (plain and zlib+base64): none of it may come out."""
     from lab_autograder.oracles import oracle_source
 
-    source = oracle_source(("scaled_dot_product", "multihead_attention", "encoder", "positional_encoding"))
+    source = oracle_source(("scaled_dot_product", "multihead_attention", "encoder_block", "positional_encoding"))
     lines = {ln.strip() for ln in source.splitlines() if len(ln.strip()) > 30}
     res = batch["results"]["leak_stand_ins"]
     shown = res["output"] + "".join(t["output"] for t in res["tests"])

@@ -101,21 +101,12 @@ def test_snapshot_follows_no_link(tmp_path):
     assert any("not a regular file" in n for n in snapshot(d, "bob").notes)
 
 
-def _probe_module():
-    """The worker module, loaded here (it imports nothing of the grader)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("worker_in_tests", catalog.ROOT / "autograder" / "lab_autograder" / "worker.py")
-    worker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(worker)
-    return worker
-
-
 def _probe(name, ns, inp) -> dict:
-    """The worker's probe ``name`` run here, in-process, on the definitions in ``ns`` (no sandbox)."""
-    worker = _probe_module()
-    out = worker.Out()
-    getattr(worker, name)(ns, inp, out)
+    """The worker's probe of part ``name`` run here, in-process, on the definitions in ``ns`` (no sandbox)."""
+    from lab_autograder.worker import Out, PROBES
+
+    out = Out()
+    PROBES[name](ns, inp, out)
     return dict(out)
 
 
@@ -133,7 +124,7 @@ def test_scaled_dot_product_is_checked_where_the_hidden_tests_look():
         att = torch.softmax(logits, -1)
         return att @ v, att
 
-    pr = P.grade_scaled_dot_product(inp, _probe("probe_scaled_dot_product", {"scaled_dot_product": sloppy}, inp), 3)
+    pr = P.grade_scaled_dot_product(inp, _probe("scaled_dot_product", {"scaled_dot_product": sloppy}, inp), 3)
     failed = [c for c in pr.checks if not c.passed]
     assert len(failed) == 1 and 2.5 < pr.score < 3
     for symptom in ("0/1 integer mask", "0/1 float mask", "fully masked row", "gradients (none reach q, k, v)"):
@@ -144,7 +135,7 @@ def test_scaled_dot_product_is_checked_where_the_hidden_tests_look():
 def test_grading_logic_full_marks_on_reference_outputs_and_diagnoses():
     """The checks themselves, on outputs computed here (no worker): right answers pass, a known bug is named."""
     inp = P.inputs_scaled_dot_product(0)
-    out = _probe("probe_scaled_dot_product", {"scaled_dot_product": P.ref().scaled_dot_product}, inp)
+    out = _probe("scaled_dot_product", {"scaled_dot_product": P.ref().scaled_dot_product}, inp)
     pr = P.grade_scaled_dot_product(inp, out, 3)
     assert pr.score == 3, [c for c in pr.checks if not c.passed]
     bad = {k: v for k, v in out.items()}
@@ -387,7 +378,7 @@ def test_stand_ins_are_the_reference_definitions():
     import torch.nn.functional as F
     from transformer_lab import attention, encoder, positional
 
-    from lab_autograder.grade import STAGES
+    from lab_autograder.registry import STAGES
     from lab_autograder.oracles import oracle_source
 
     stages = dict(STAGES)
@@ -479,8 +470,9 @@ def test_an_embedding_input_layer_is_the_same_model_to_the_grader():
     grader = ReversePredictor(**hp)
     student = ReversePredictor(**hp)
     student.input_net[1] = nn.Embedding(10, 32)
-    worker = _probe_module()
-    worker.load_state(student, grader.state_dict())
+    from lab_autograder.worker import load_state
+
+    load_state(student, grader.state_dict())
     ids = torch.randint(10, (3, 16))
     onehot = torch.nn.functional.one_hot(ids, 10).float()
     assert torch.allclose(student.input_net(ids), grader.input_net(onehot), atol=1e-6)

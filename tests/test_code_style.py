@@ -26,8 +26,45 @@ def _module_names(tree: ast.Module) -> set[str]:
     return names
 
 
+WORKER = ROOT / "autograder" / "lab_autograder" / "worker"
+#: what the worker may import: it runs where neither the grader nor the reference exists
+WORKER_IMPORTS = {"torch", "pytorch_lightning", "matplotlib", "numpy", "IPython", "worker"}
+
+
+def test_worker_imports_nothing_from_the_grader():
+    import sys
+
+    bad = []
+    for path in sorted(WORKER.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:  # relative: must stay inside the package
+                depth = len(path.relative_to(WORKER).parts) - 1
+                if node.level > depth + 1:
+                    bad.append(f"{path.name}: from {'.' * node.level}{node.module or ''}")
+                continue
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                top = name.split(".")[0]
+                if top not in WORKER_IMPORTS and top not in sys.stdlib_module_names:
+                    bad.append(f"{path.name}: import {name}")
+    assert not bad, bad
+
+
+def test_worker_probes_are_the_registrys_parts():
+    from lab_autograder.registry import PARTS
+    from lab_autograder.worker.probes import PART_NAMES
+
+    assert list(PART_NAMES) == list(PARTS)
+    assert {p.stem for p in (WORKER / "probes").glob("[!_]*.py")} == set(PARTS), "one probes/<part>.py per part"
+
+
 def test_worker_functions_change_no_module_level_state():
-    tree = ast.parse((ROOT / "autograder" / "lab_autograder" / "worker.py").read_text())
+    for path in sorted(WORKER.rglob("*.py")):
+        _assert_no_module_state_changed(ast.parse(path.read_text()), path.name)
+
+
+def _assert_no_module_state_changed(tree, where):
     module = _module_names(tree)
     changed = []
     for fn in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.Lambda))):
@@ -43,4 +80,4 @@ def test_worker_functions_change_no_module_level_state():
                     and node.func.attr in MUTATORS and isinstance(node.func.value, ast.Name) \
                     and node.func.value.id in module:
                 changed.append(node.func.value.id)
-    assert not changed, f"module-level names changed inside functions: {sorted(set(changed))}"
+    assert not changed, f"{where}: module-level names changed inside functions: {sorted(set(changed))}"

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from lab_autograder import grade, parts  # noqa: E402
+from lab_autograder import parts, registry  # noqa: E402
 from lab_autograder.notebook import points_from_source  # noqa: E402
 from lab_autograder.registry import PARTS, REVERSE_THRESHOLD  # noqa: E402
 
@@ -47,7 +47,7 @@ def test_builder_and_grader_read_the_registry():
     }
     assert parts.PART_ORDER == list(PARTS) and parts.TITLES == {n: p.title for n, p in PARTS.items()}
     assert set(parts.INPUTS) == set(parts.GRADERS) == set(PARTS)
-    stages = dict(grade.STAGES)
+    stages = dict(registry.STAGES)
     for name, part in PARTS.items():
         if part.iso_stage:  # re-checked on stand-ins of what it builds on, never of itself
             assert name not in stages[part.iso_stage] and part.depends, name

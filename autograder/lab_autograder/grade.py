@@ -33,27 +33,17 @@ from .notebook import (
 from .checkpoint_eval import reference_accuracy
 from .oracles import oracle_source
 from .provenance import checkpoint_marks, own_code
-from .registry import GIVEN_FILES, PARTS
+from .registry import GIVEN_FILES, PARTS, STAGES
 from .report import LateRule, rebuild
 from .sandbox import UID_BASE, lease_slot, run_worker, sandbox_level
 from .submission import snapshot
 from .version import VERSION, code_fingerprint, file_sha256
 from .untrusted import Malformed, clean_text, load_output, MAX_OUTPUT_BYTES
 
-WORKER = Path(__file__).with_name("worker.py")
+WORKER = Path(__file__).with_name("worker")  # the package shipped into every job
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SOURCE = PROJECT_ROOT / "source" / "transformer_lab" / "transformer_lab.ipynb"
 
-#: The worker runs in up to four stages, each a fresh process in a fresh jail. A part's plain
-#: probe runs in the first, which holds no correct stand-in at all; a later stage re-runs a part
-#: that lost points on stand-ins for the components below it, never for the part itself
-#: (oracles.py). A stage runs only when a part it would re-check is not at full marks.
-STAGES = (
-    ("student", ()),
-    ("iso_sdp", ("scaled_dot_product",)),
-    ("iso_mha", ("scaled_dot_product", "multihead_attention")),
-    ("iso_all", ("scaled_dot_product", "multihead_attention", "encoder", "positional_encoding")),
-)
 ISO_STAGE = {name: part.iso_stage for name, part in PARTS.items() if part.iso_stage}
 ISO_KEYS = re.compile(r"^(iso_|error_isolated$|error_iso_training$)")
 #: what the feedback says of an error in a stand-in stage, whatever its text was: code that shares a
@@ -460,7 +450,7 @@ class Grader:
             "signal_retried": [],
         }
         try:
-            job.put("worker.py", WORKER.read_bytes())
+            job.put_package("worker", WORKER)
             job.put("inputs.pt", self.inputs_bytes)
             for stage, oracles in STAGES:
                 if stage == "student":

@@ -1,7 +1,7 @@
 """One submission's job folder, laid out so that root never touches a path the worker can change.
 
     job/            root:<job gid> 0750   (only this job's uid may enter; nobody but root writes)
-      in/           root:<job gid> 0750   worker.py, job.json, inputs.pt: read-only inputs; oracles.py
+      in/           root:<job gid> 0750   worker/ (package), job.json, inputs.pt: read-only inputs; oracles.py
                                            (root 0600): read by the launcher, handed over on a pipe
       root/         root 0755              the jail's mount point (namespaces level)
       log-N         root 0600              stdout/stderr of launch N
@@ -44,6 +44,18 @@ class Job:
         tmp = self.in_dir / f".{name}.{self.launches}.tmp"
         write_new(tmp, data, 0o600 if private else 0o640, gid=None if private else self.uid)
         os.replace(tmp, self.in_dir / name)
+
+    def put_package(self, name: str, folder: Path) -> None:
+        """Ship the Python package ``folder`` (its ``.py`` files, subpackages included) as ``in/<name>/``:
+        readable by the job's uid, written by root alone, once, before any launch."""
+        for src in sorted(folder.rglob("*.py")):
+            rel = Path(name) / src.relative_to(folder)
+            for d in reversed(rel.parents[:-1]):  # in/<name>/, then its subfolders
+                if not (self.in_dir / d).is_dir():
+                    (self.in_dir / d).mkdir(mode=0o750)
+                    if self.uid is not None:
+                        os.chown(self.in_dir / d, 0, self.uid)
+            write_new(self.in_dir / rel, src.read_bytes(), 0o640, gid=self.uid)
 
     def drop(self, name: str) -> None:
         try:

@@ -6,7 +6,7 @@ stand-in is the source text of the reference definition itself (``inspect.getsou
 copy kept by hand.
 
 The grader writes into a job's read-only ``in/oracles.py`` only the stand-ins a stage needs
-(``grade.STAGES``); the worker executes that text in a namespace of its own, with ``math``,
+(``registry.STAGES``); the worker executes that text in a namespace of its own, with ``math``,
 ``torch``, ``nn``, ``F`` and ``ORACLES``, and swaps the registered names into the student's
 namespace while it re-checks a part. A stage that grades part X never holds the stand-in for X,
 so student code cannot borrow a correct implementation of the part it is graded on.
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+
+from .registry import STAGES
 
 #: component -> (reference definitions ``module:name`` it needs, in order; the names it stands in for)
 STAND_INS = {
@@ -30,7 +32,7 @@ STAND_INS = {
         ("scaled_dot_product",),
     ),
     "multihead_attention": (("attention:MultiheadAttention",), ("MultiheadAttention",)),
-    "encoder": (
+    "encoder_block": (
         ("encoder:EncoderBlock", "encoder:TransformerEncoder"),
         ("EncoderBlock", "TransformerEncoder"),
     ),
@@ -39,6 +41,9 @@ STAND_INS = {
         ("sinusoidal_table", "PositionalEncoding"),
     ),
 }
+
+
+assert set(STAND_INS) == {p for _, parts in STAGES for p in parts}, "a stand-in per part a stage names"
 
 
 def _definition(ref: str) -> str:

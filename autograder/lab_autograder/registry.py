@@ -3,7 +3,9 @@
 ``tools/build_notebook.py`` (the solution regions, the nbgrader points of each test cell, the
 notebook's points table and the thresholds of its public checks), the grader (titles, points
 fallback, the parts a part builds on, the stand-in stage that re-checks it, the accuracy it
-demands) and ``source/PARTS.md`` (checked by a test) all derive from ``PARTS``. Renaming a part,
+demands) and ``source/PARTS.md`` (checked by a test) all derive from ``PARTS``; the stand-in stages that
+re-check a part on correct copies of what it builds on are ``STAGES``. Part names are these keys
+everywhere (the worker's ``probes/<part>.py``, ``parts/<part>.py``, the stand-ins). Renaming a part,
 changing its points or a threshold is one edit here, then ``make release``.
 
 Plain data only (no torch): the notebook builder imports it, and it holds no expected value.
@@ -22,13 +24,25 @@ class Part:
     targets: tuple[str, ...]
     #: the parts whose code this part's code calls (a bug there can fail this part)
     depends: tuple[str, ...] = ()
-    #: the stage (``grade.STAGES``) that re-checks this part on correct stand-ins of ``depends``
+    #: the stage (``STAGES``) that re-checks this part on correct stand-ins of ``depends``
     iso_stage: str | None = None
     #: its column header in the grades table the CLI prints
     column: str = ""
 
 
 _ATTENTION = ("scaled_dot_product", "multihead_attention", "encoder_block")
+
+#: The worker runs in up to four stages, each a fresh process in a fresh jail, with correct stand-ins
+#: (``oracles.py``) for the parts named. A part's plain probe runs in the first, which holds no
+#: stand-in at all; a later stage re-runs a part that lost points on stand-ins for the parts below
+#: it (its ``iso_stage``), never for the part itself. A stage runs only when a part it would
+#: re-check is not at full marks.
+STAGES = (
+    ("student", ()),
+    ("iso_sdp", ("scaled_dot_product",)),
+    ("iso_mha", ("scaled_dot_product", "multihead_attention")),
+    ("iso_all", _ATTENTION + ("positional_encoding",)),
+)
 
 PARTS: dict[str, Part] = {
     "scaled_dot_product": Part(

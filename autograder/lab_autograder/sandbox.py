@@ -260,7 +260,7 @@ def _jail(root: Path, paths: dict, uid: int) -> tuple[dict, str]:
 def run_worker(
     job_dir: Path, paths: dict, *, slot: int, timeout: float, memory_mb: int, log_path: Path
 ) -> RunResult:
-    """Run ``IN/worker.py IN WORK OUT`` sandboxed; the wall-clock ``timeout`` kills the whole job.
+    """Run ``IN/worker/__main__.py IN WORK OUT`` sandboxed; the wall-clock ``timeout`` kills the whole job.
 
     ``paths``: the job's ``in`` (root-owned, read-only for the worker), ``work`` and ``out``
     folders (the worker's own); ``job_dir/root`` is the jail's mount point. ``log_path`` (root's,
@@ -292,7 +292,8 @@ def run_worker(
         "TMPDIR": tmp,
         "USER": "student",
     }
-    argv = [python, "-I", os.path.join(view["in"], "worker.py"), view["in"], view["work"], view["out"]]
+    entry = os.path.join(view["in"], "worker", "__main__.py")
+    argv = [python, "-I", entry, view["in"], view["work"], view["out"]]
     cfg = {
         "jail": jail,
         "oracles": os.path.join(view["in"], "oracles.py") if (paths["in"] / "oracles.py").exists() else None,

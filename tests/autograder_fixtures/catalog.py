@@ -365,7 +365,7 @@ HOSTILE_RELEASE_CELLS = {
 #: point lost is the attack's doing) or to the release (nothing to earn); ``@CANARY@`` is a
 #: world-writable folder outside the job whose files must never change, ``@ROOT@`` the checkout,
 #: ``@OUT@`` the output folder. The tests assert each case's score (``INTEGRITY_SCORES``).
-_WORKER = ("import os as _os, sys as _sys\n_w = _sys.modules['__main__']\n"
+_WORKER = ("import os as _os, sys as _sys\n_w = _sys.modules['worker.run']  # the worker's run: _write, _SAVE\n"
            "_paths = dict(zip(('in', 'work', 'out'), map(_os.path.abspath, _sys.argv[1:4])))  # the worker's argv\n")
 INTEGRITY = {
     # 1. root must never write, read or follow through a path the worker controls
@@ -374,7 +374,7 @@ INTEGRITY = {
         "_canary = @CANARY@ + '/victim.txt'\n"
         "_dirs = [_paths.get(k, '') for k in ('in', 'out', 'work')] + [os.getcwd()]\n"
         "for _d in _dirs:\n"
-        "    for _n in ['job.json', 'inputs.pt', 'worker.py', '_cells.pt', 'scaled_dot_product.pt', 'results.json']:\n"
+        "    for _n in ['job.json', 'inputs.pt', 'worker/run.py', '_cells.pt', 'scaled_dot_product.pt', 'results.json']:\n"
         "        _p = os.path.join(_d, _n)\n"
         "        try:\n            if os.path.lexists(_p):\n                os.unlink(_p)\n"
         "            os.symlink(_canary, _p)\n        except OSError as e:\n            print('blocked', e)\n"
@@ -411,7 +411,8 @@ INTEGRITY = {
         "    code = getattr(o, '__code__', None) or getattr(getattr(o, 'forward', None), '__code__', None)\n"
         "    return code is not None and code.co_filename == '<oracles>'\n"
         "def _oracle(name):  # anything correct this process holds: the worker's module, frames, the heap\n"
-        "    for o in list(vars(sys.modules['__main__']).values()) + gc.get_objects():\n"
+        "    _mods = [m for n, m in list(sys.modules.items()) if n.split('.')[0] in ('worker', '__main__')]\n"
+        "    for o in [v for m in _mods for v in list(vars(m).values())] + gc.get_objects():\n"
         "        if isinstance(o, dict) and callable(o.get(name)) and _stand_in(o[name]):\n"
         "            return o[name]\n"
         "        if callable(o) and getattr(o, '__name__', '') == name and _stand_in(o):\n"

@@ -54,7 +54,7 @@ def _worker_of(pid):
     for p in _descendants(pid):
         try:
             with open(f"/proc/{p}/cmdline", "rb") as f:
-                if any(arg.endswith(b"/worker.py") for arg in f.read().split(b"\0")):
+                if any(arg.endswith(b"/worker/__main__.py") for arg in f.read().split(b"\0")):
                     return p  # the worker itself, not a launcher whose config names it
         except OSError:
             continue

@@ -45,7 +45,7 @@ def main(workdir: str) -> None:
     import transformer_lab
     from lab_autograder import parts as P
     from lab_autograder import worker as W
-    from lab_autograder.grade import STAGES
+    from lab_autograder.registry import STAGES
     from lab_autograder.oracles import oracle_source
 
     ns = {}

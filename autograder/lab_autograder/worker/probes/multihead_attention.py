@@ -1,0 +1,36 @@
+"""What the worker runs for the ``multihead_attention`` part: the layer on the grader's weights, with
+and without a mask, its attention weights, and a permuted input; then the same on a correct
+``scaled_dot_product``."""
+
+import torch
+
+from ..harness import as_tensor, need
+from ..models import load_state, param_summary
+from ..stand_ins import student_and_isolated
+
+
+def outputs(ns, inp, out, prefix):
+    cls = need(ns, "MultiheadAttention")
+    d_in, d_emb, h = (int(inp[k]) for k in ("input_dim", "embed_dim", "num_heads"))
+    m = cls(d_in, d_emb, h)
+    out[f"{prefix}params"] = param_summary(m)
+    out[f"{prefix}names_loaded"] = 0.0
+    load_state(m, inp["state"])
+    out[f"{prefix}names_loaded"] = 1.0  # the grader's weights fit the tutorial's names
+    m.eval()
+    with torch.no_grad():
+        x = inp["x"].clone()
+        out[f"{prefix}out"] = as_tensor(m(x), "output")
+        res = m(x, mask=inp["mask"].clone(), return_attention=True)
+        if not isinstance(res, (tuple, list)) or len(res) != 2:
+            raise TypeError("forward(..., return_attention=True) must return (output, attention)")
+        out[f"{prefix}mask_out"], out[f"{prefix}mask_attention"] = (
+            as_tensor(res[0], "output"),
+            as_tensor(res[1], "attention"),
+        )
+        res = m(x, return_attention=True)
+        out[f"{prefix}ret_out"] = as_tensor(res[0], "output")
+        out[f"{prefix}perm_out"] = as_tensor(m(x[:, inp["perm"]]), "output")
+
+
+probe, iso = student_and_isolated(outputs)
