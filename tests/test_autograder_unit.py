@@ -114,7 +114,7 @@ def test_scaled_dot_product_is_checked_where_the_hidden_tests_look():
     """Gradients, 0/1 int and float masks, a fully masked row, float16 (issue 19, item 8)."""
     import math
 
-    inp = P.inputs_scaled_dot_product(0)
+    inp = P.INPUTS["scaled_dot_product"](0)
 
     def sloppy(q, k, v, mask=None):  # right on bool masks in float32, and nowhere else
         q, k, v = q.detach(), k.detach(), v.detach()
@@ -124,7 +124,7 @@ def test_scaled_dot_product_is_checked_where_the_hidden_tests_look():
         att = torch.softmax(logits, -1)
         return att @ v, att
 
-    pr = P.grade_scaled_dot_product(inp, _probe("scaled_dot_product", {"scaled_dot_product": sloppy}, inp), 3)
+    pr = P.GRADERS["scaled_dot_product"](inp, _probe("scaled_dot_product", {"scaled_dot_product": sloppy}, inp), 3)
     failed = [c for c in pr.checks if not c.passed]
     assert len(failed) == 1 and 2.5 < pr.score < 3
     for symptom in ("0/1 integer mask", "0/1 float mask", "fully masked row", "gradients (none reach q, k, v)"):
@@ -134,32 +134,32 @@ def test_scaled_dot_product_is_checked_where_the_hidden_tests_look():
 
 def test_grading_logic_full_marks_on_reference_outputs_and_diagnoses():
     """The checks themselves, on outputs computed here (no worker): right answers pass, a known bug is named."""
-    inp = P.inputs_scaled_dot_product(0)
+    inp = P.INPUTS["scaled_dot_product"](0)
     out = _probe("scaled_dot_product", {"scaled_dot_product": P.ref().scaled_dot_product}, inp)
-    pr = P.grade_scaled_dot_product(inp, out, 3)
+    pr = P.GRADERS["scaled_dot_product"](inp, out, 3)
     assert pr.score == 3, [c for c in pr.checks if not c.passed]
     bad = {k: v for k, v in out.items()}
     for case in ("plain", "mask", "rect", "pad"):
         bad[f"{case}_values"], bad[f"{case}_attention"] = P._attention_variant(
             *(inp[f"{case}_{n}"] for n in "qkv"), mask=inp.get(f"{case}_mask"), scale=None)
-    pr = P.grade_scaled_dot_product(inp, bad, 3)
+    pr = P.GRADERS["scaled_dot_product"](inp, bad, 3)
     assert pr.score < 3
     assert any("not divided by sqrt(d_k)" in c.hint for c in pr.checks)
     # forged outputs of the wrong kind earn nothing and do not crash the checks
-    pr = P.grade_scaled_dot_product(inp, {"plain_values": "passed", "plain_attention": 1.0, "error_probe": "x"}, 3)
+    pr = P.GRADERS["scaled_dot_product"](inp, {"plain_values": "passed", "plain_attention": 1.0, "error_probe": "x"}, 3)
     assert pr.score == 0
 
 
 def test_warmup_checks_name_an_off_by_one():
-    inp = P.inputs_warmup_factor(0)
+    inp = P.INPUTS["warmup_factor"](0)
     steps = inp["steps"].tolist()
     good = torch.tensor([P._factor(s, 10, 100) for s in steps], dtype=torch.float64)
-    assert P.grade_warmup_factor(inp, {"factors": good, "method_factors": good, "lrs": torch.tensor(
+    assert P.GRADERS["warmup_factor"](inp, {"factors": good, "method_factors": good, "lrs": torch.tensor(
         [0.5 * P._factor(s, 10, 100) for s in range(25)], dtype=torch.float64)}, 2).score == 2
     import math
     shifted = torch.tensor([0.5 * (1 + math.cos(math.pi * s / 100)) * ((s + 1) / 10 if s <= 10 else 1) for s in steps],
                            dtype=torch.float64)
-    pr = P.grade_warmup_factor(inp, {"factors": shifted}, 2)
+    pr = P.GRADERS["warmup_factor"](inp, {"factors": shifted}, 2)
     assert pr.score == 0 and "off by one" in pr.checks[0].hint
 
 
@@ -429,12 +429,12 @@ def test_a_course_without_anomaly_features_is_not_the_students_fault():
     """Without test features the accuracy cannot be measured: the feedback says so, and hints nothing."""
     from lab_autograder import parts as P
 
-    pr = P.grade_train_anomaly({}, {}, 4.0, (None, P.NOT_CONFIGURED))
+    pr = P.GRADERS["train_anomaly"]({}, {}, 4.0, (None, P.NOT_CONFIGURED))
     failed = [c for c in pr.checks if not c.passed and c.trusted]
     assert failed and all(c.hint == "" for c in failed)
     assert all("submit" not in c.hint and "train" not in c.hint for c in failed)
     assert pr.note == P.NOT_CONFIGURED and "not a fault of your submission" in pr.note
-    submitted = P.grade_train_anomaly({}, {}, 4.0, (None, "no checkpoints/anomaly.ckpt in the submission"))
+    submitted = P.GRADERS["train_anomaly"]({}, {}, 4.0, (None, "no checkpoints/anomaly.ckpt in the submission"))
     assert "submit the checkpoints/ folder" in submitted.checks[0].hint  # a student's own omission still is
 
 

@@ -224,7 +224,7 @@ class Grader:
         pts = self._points(part)
         try:
             if part == "train_anomaly":
-                return P.grade_train_anomaly(
+                return P.GRADERS["train_anomaly"](
                     self.inputs[part],
                     out,
                     pts,
@@ -233,23 +233,14 @@ class Grader:
                     self.features.described,
                 )
             if part == "train_reverse":
-                return P.grade_train_reverse(self.inputs[part], out, pts, trusted[part])
+                return P.GRADERS["train_reverse"](self.inputs[part], out, pts, trusted[part])
             return P.GRADERS[part](self.inputs[part], out, pts)
         except Exception as e:  # noqa: BLE001 - outputs of unexpected types earn nothing
             if os.environ.get("LAB_AUTOGRADER_DEBUG"):
                 traceback.print_exc()
-            return P.PartResult(
-                part,
-                pts,
-                [
-                    P.Check(
-                        "outputs could be checked",
-                        1.0,
-                        False,
-                        "tensors of the expected kind",
-                        f"{type(e).__name__}: {str(e)[:200]}",
-                    )
-                ],
+            why = f"{type(e).__name__}: {str(e)[:200]}"
+            return P.PartResult.failed(
+                part, pts, "outputs could be checked", "tensors of the expected kind", why
             )
 
     def _lost_in_worker(self, part, outputs, trusted) -> bool:
@@ -521,19 +512,9 @@ class Grader:
         results = {}
         for part in self.s.parts:
             if labeled is None:
-                results[part] = P.PartResult(
-                    part,
-                    self._points(part),
-                    [
-                        P.Check(
-                            "notebook graded",
-                            1.0,
-                            False,
-                            "a readable notebook",
-                            notes[0] if notes else "not run",
-                            "",
-                        )
-                    ],
+                why = notes[0] if notes else "not run"
+                results[part] = P.PartResult.failed(
+                    part, self._points(part), "notebook graded", "a readable notebook", why
                 )
                 continue
             out = outputs.get(part, {"error_probe": "not run"})

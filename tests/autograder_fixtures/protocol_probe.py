@@ -66,9 +66,9 @@ def main(workdir: str) -> None:
         rec = Recorder(out)
         pts = P.DEFAULT_POINTS[part]
         if part == "train_reverse":
-            pr = P.grade_train_reverse(inp, rec, pts, (1.0, ""))
+            pr = P.GRADERS["train_reverse"](inp, rec, pts, (1.0, ""))
         elif part == "train_anomaly":
-            pr = P.grade_train_anomaly(inp, rec, pts, (1.0, ""), P.ANOMALY_THRESHOLD, "test features")
+            pr = P.GRADERS["train_anomaly"](inp, rec, pts, (1.0, ""), P.ANOMALY_THRESHOLD, "test features")
         else:
             pr = P.GRADERS[part](inp, rec, pts)
         report[part] = {"written": sorted(out), "read": sorted(rec.read), "score": pr.score, "points": pts,

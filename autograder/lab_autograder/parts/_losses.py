@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Check, _gen, errors_of, num_close, ref
+from .base import _gen, errors_of, num_close, ref, runs_with, stand_in_note
 
 
 def _seeded_state(model, g):
@@ -27,34 +27,27 @@ def _seeded_model(seed, cls: str, **hp):
 
 
 def _loss_checks(pr, out, exp_loss, exp_acc, diag_loss, diag_acc, what):
+    """The loss and the accuracy of ``_calculate_loss`` on the hidden batch, from the student's run or
+    the one on correct components; ``diag_*(got)``: what the wrong number most likely comes from."""
     err = errors_of(out, "student")
-    runs = [p for p in ("", "iso_") if f"{p}loss" in out]
+    runs = runs_with(out, "loss", float)
     lgood = [p for p in runs if num_close(out.get(f"{p}loss"), exp_loss, 1e-4)]
-    note = (
-        " (it passes only with correct model components: yours are graded in their own parts)"
-        if lgood == ["iso_"]
-        else ""
-    )
     got = out.get("iso_loss", out.get("loss"))
-    pr.checks.append(
-        Check(
-            f"loss equals {what}" + note,
-            1.25,
-            bool(lgood),
-            f"{exp_loss:.4f} on the hidden batch",
-            err or (f"{got:.4f}" if isinstance(got, float) else "no loss"),
-            "" if lgood else diag_loss(got),
-        )
+    pr.check(
+        f"loss equals {what}"
+        + stand_in_note(lgood, "correct model components", "yours are graded in their own parts"),
+        weight=1.25,
+        ok=lgood,
+        expected=f"{exp_loss:.4f} on the hidden batch",
+        got=err or (f"{got:.4f}" if isinstance(got, float) else "no loss"),
+        hint=lambda: diag_loss(got),
     )
-    agood = [p for p in runs if num_close(out.get(f"{p}acc"), exp_acc, 1e-4)]
-    got = out.get("iso_acc", out.get("acc"))
-    pr.checks.append(
-        Check(
-            "accuracy = fraction of correct argmax predictions",
-            0.75,
-            bool(agood),
-            f"{exp_acc:.4f}",
-            err or (f"{got:.4f}" if isinstance(got, float) else "no accuracy"),
-            "" if agood else diag_acc(got),
-        )
+    acc = out.get("iso_acc", out.get("acc"))
+    pr.check(
+        "accuracy = fraction of correct argmax predictions",
+        weight=0.75,
+        ok=any(num_close(out.get(f"{p}acc"), exp_acc, 1e-4) for p in runs),
+        expected=f"{exp_acc:.4f}",
+        got=err or (f"{acc:.4f}" if isinstance(acc, float) else "no accuracy"),
+        hint=lambda: diag_acc(acc),
     )

@@ -48,12 +48,43 @@ class PartResult:
     checks: list[Check] = field(default_factory=list)
     note: str = ""
 
+    def check(self, name, *, weight, ok, expected="", got="", hint="", partial=None, trusted=False) -> Check:
+        """Add one weighted check and return it. ``hint`` says what to do when it fails: text, or a
+        function that computes it (a diagnosis), called only when the check fails."""
+        ok = bool(ok)
+        if callable(hint):
+            hint = "" if ok else hint()
+        check = Check(name, weight, ok, expected, got, hint, partial, trusted)
+        self.checks.append(check)
+        return check
+
+    @classmethod
+    def failed(cls, part, points, name, expected, got) -> PartResult:
+        """A part that earns nothing, with the one reason why."""
+        pr = cls(part, points)
+        pr.check(name, weight=1.0, ok=False, expected=expected, got=got)
+        return pr
+
     @property
     def score(self) -> float:
         total = sum(c.weight for c in self.checks)
         if total <= 0:
             return 0.0
         return round(self.points * sum(c.earned for c in self.checks) / total, 4)
+
+
+#: the prefixes of a re-checked part's two runs: the student's own, and the one on correct stand-ins
+RUNS = ("", "iso_")
+
+
+def runs_with(out, key, kind=torch.Tensor) -> list[str]:
+    """The runs (``RUNS``) whose output ``key`` came back, as a ``kind``."""
+    return [p for p in RUNS if isinstance(out.get(f"{p}{key}"), kind)]
+
+
+def stand_in_note(good, what, yours="yours is graded in its own part") -> str:
+    """Said of a check passed only on stand-ins: the student's code below this part is charged there."""
+    return f" (it passes only with {what}: {yours})" if good == ["iso_"] else ""
 
 
 def _t(x):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Check, PartResult, _gen, close, describe, errors_of, ref
+from .base import PartResult, _gen, close, describe, errors_of, ref, runs_with, stand_in_note
 
 
 def inputs_encoder_block(seed):
@@ -73,76 +73,73 @@ _BLOCK_HINTS = {
 }
 
 
-def grade_encoder_block(inp, out, points):
-    pr = PartResult("encoder_block", points)
-    exp = _block_ref(inp)
-    exp_m = _block_ref(inp, mask=inp["mask"])
-    runs = [p for p in ("", "iso_") if isinstance(out.get(f"{p}out"), torch.Tensor)]
-    err = errors_of(out, "student")
-    # the block's own names are right if its weights loaded once: with the student's attention, or,
-    # when that attention's names differ (charged to its own part), with the stand-in's
-    names_ok = bool(runs) and ("parameter names differ" not in out.get("error_student", "") or "iso_" in runs)
-    pr.checks.append(
-        Check(
-            "submodules self_attn, linear_net (Linear at 0 and 3), norm1, norm2",
-            0.5,
-            names_ok,
-            "the tutorial's parameter names",
-            out.get("params", "") or err,
-            "keep the tutorial's names so its checkpoints load",
-        )
+def _block_diagnose(inp, got):
+    """Which known mistake the block's output matches (``got``: the run on a correct attention when
+    there is one)."""
+    if not isinstance(got, torch.Tensor):
+        return ""
+    return next(
+        (h for v, h in _BLOCK_HINTS.items() if close(got, _block_ref(inp, v), 1e-3, 1e-3)),
+        "x = norm1(x + dropout(self_attn(x, mask))); x = norm2(x + dropout(linear_net(x)))",
     )
-    good = [p for p in runs if close(out.get(f"{p}out"), exp, 1e-4, 1e-4)]
-    hint = ""
-    if not good and isinstance(out.get("iso_out", out.get("out")), torch.Tensor):
-        got = out.get("iso_out", out.get("out"))
-        hint = next(
-            (h for v, h in _BLOCK_HINTS.items() if close(got, _block_ref(inp, v), 1e-3, 1e-3)),
-            "x = norm1(x + dropout(self_attn(x, mask))); x = norm2(x + dropout(linear_net(x)))",
-        )
-    note = (
-        " (it passes only with a correct MultiheadAttention: yours is graded in its own part)"
-        if good == ["iso_"]
-        else ""
-    )
-    pr.checks.append(
-        Check(
-            "output = norm2(h + MLP(h)) with h = norm1(x + MHA(x)) (residuals, post-LN)" + note,
-            1.5,
-            bool(good),
-            "match within 1e-4",
-            err or describe(out.get("iso_out", out.get("out")), exp),
-            hint,
-        )
-    )
-    # the property itself, on the block's own outputs: a bug in its maths is charged above, once
-    mgood = [
-        p
-        for p in runs
-        if isinstance(out.get(f"{p}mask_out"), torch.Tensor)
+
+
+def _mask_reaches_attention(out, runs, exp_m) -> bool:
+    """The property itself, on the block's own outputs (a bug in its maths is charged once, above):
+    changing a masked token leaves the unmasked positions unchanged."""
+    return any(
+        isinstance(out.get(f"{p}mask_out"), torch.Tensor)
         and isinstance(out.get(f"{p}mask_out2"), torch.Tensor)
         and out[f"{p}mask_out"].shape == out[f"{p}mask_out2"].shape == exp_m.shape
         and close(out[f"{p}mask_out2"][:, :4], out[f"{p}mask_out"][:, :4], 1e-4, 1e-4)
-    ]
-    pr.checks.append(
-        Check(
-            "the mask reaches the attention (changing a masked token leaves the other positions unchanged)",
-            0.5,
-            bool(mgood),
-            "unmasked positions unchanged",
-            err or "the outputs at unmasked positions changed with a masked token",
-            "" if mgood else "pass mask=mask to self.self_attn",
-        )
+        for p in runs
     )
-    dd = [out.get(f"{p}dropout_differs") for p in runs]
-    pr.checks.append(
-        Check(
-            "dropout is active in train mode",
-            0.5,
-            any(d == 1.0 for d in dd),
-            "two forward passes in train mode with dropout 0.5 differ",
-            "identical outputs" if dd else (err or "not run"),
-            "apply nn.Dropout on the residual branches / in the MLP",
-        )
+
+
+def grade_encoder_block(inp, out, points):
+    """The tutorial's parameter names, the post-LN output on the grader's weights (diagnosed against
+    pre-LN, missing residuals, MLP or norms), the mask reaching the attention, dropout in train mode.
+    Each is also read from the run on a correct attention, so a bug there is charged to its part."""
+    pr = PartResult("encoder_block", points)
+    exp = _block_ref(inp)
+    runs = runs_with(out, "out")
+    err = errors_of(out, "student")
+    pr.check(
+        "submodules self_attn, linear_net (Linear at 0 and 3), norm1, norm2",
+        weight=0.5,
+        # its own names are right if the weights loaded once: with the student's attention, or, when
+        # that attention's names differ (charged to its own part), with the stand-in's
+        ok=bool(runs) and (out.get("names_loaded") != 0.0 or "iso_" in runs),
+        expected="the tutorial's parameter names",
+        got=out.get("params", "") or err,
+        hint="keep the tutorial's names so its checkpoints load",
+    )
+    good = [p for p in runs if close(out.get(f"{p}out"), exp, 1e-4, 1e-4)]
+    got = out.get("iso_out", out.get("out"))
+    pr.check(
+        "output = norm2(h + MLP(h)) with h = norm1(x + MHA(x)) (residuals, post-LN)"
+        + stand_in_note(good, "a correct MultiheadAttention"),
+        weight=1.5,
+        ok=good,
+        expected="match within 1e-4",
+        got=err or describe(got, exp),
+        hint=lambda: _block_diagnose(inp, got),
+    )
+    pr.check(
+        "the mask reaches the attention (changing a masked token leaves the other positions unchanged)",
+        weight=0.5,
+        ok=_mask_reaches_attention(out, runs, _block_ref(inp, mask=inp["mask"])),
+        expected="unmasked positions unchanged",
+        got=err or "the outputs at unmasked positions changed with a masked token",
+        hint=lambda: "pass mask=mask to self.self_attn",
+    )
+    differs = [out.get(f"{p}dropout_differs") for p in runs]
+    pr.check(
+        "dropout is active in train mode",
+        weight=0.5,
+        ok=any(d == 1.0 for d in differs),
+        expected="two forward passes in train mode with dropout 0.5 differ",
+        got="identical outputs" if differs else (err or "not run"),
+        hint="apply nn.Dropout on the residual branches / in the MLP",
     )
     return pr

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Check, PartResult, _gen, close, describe, errors_of, ref
+from .base import RUNS, PartResult, _gen, close, describe, errors_of, ref, runs_with, stand_in_note
 
 
 def inputs_multihead_attention(seed):
@@ -55,6 +55,9 @@ def _mha_variant(inp, layout="tutorial", o_proj=True, merge="transpose"):
 
 
 def _mha_diagnose(inp, got):
+    """Which known mistake the layer's own output matches."""
+    if not isinstance(got, torch.Tensor):
+        return ""
     for kw, msg in (
         (
             {"layout": "stacked"},
@@ -76,75 +79,58 @@ def _mha_diagnose(inp, got):
     )
 
 
-def grade_multihead_attention(inp, out, points):
-    pr = PartResult("multihead_attention", points)
-    exp_out, _ = _mha_ref(inp)
-    exp_mout, exp_matt = _mha_ref(inp, mask=inp["mask"])
-    runs = [p for p in ("", "iso_") if isinstance(out.get(f"{p}out"), torch.Tensor)]
-    err = errors_of(out, "student")
-    names_ok = not any(
-        "parameter names differ" in out.get(f"error_{s}", "") for s in ("student", "isolated")
-    ) and bool(runs)
-    pr.checks.append(
-        Check(
-            "parameters qkv_proj (Linear input_dim -> 3*embed_dim) and o_proj (embed_dim -> embed_dim)",
-            0.5,
-            names_ok,
-            "qkv_proj.weight [48, 12], o_proj.weight [16, 16] (input_dim 12, embed_dim 16, 4 heads)",
-            out.get("params", "") or err,
-            "keep the tutorial's module names so its checkpoints load",
-        )
-    )
-
-    def ok_out(p):
-        return close(out.get(f"{p}out"), exp_out, 1e-4, 1e-5)
-
-    good = [p for p in runs if ok_out(p)]
-    note = (
-        " (it passes only with a correct scaled_dot_product: yours is graded in its own part)"
-        if good == ["iso_"]
-        else ""
-    )
-    pr.checks.append(
-        Check(
-            "output equals the tutorial's computation (per-head q/k/v layout, heads merged, o_proj)" + note,
-            1.5,
-            bool(good),
-            "match within 1e-4",
-            err or describe(out.get("out"), exp_out),
-            (
-                ""
-                if good
-                else (_mha_diagnose(inp, out.get("out")) if isinstance(out.get("out"), torch.Tensor) else "")
-            ),
-        )
-    )
-    mgood = [
-        p
-        for p in runs
-        if close(out.get(f"{p}mask_out"), exp_mout, 1e-4, 1e-5)
-        and close(out.get(f"{p}mask_attention"), exp_matt, 1e-4, 1e-5)
-        and close(out.get(f"{p}ret_out"), exp_out, 1e-4, 1e-5)
-    ]
-    pr.checks.append(
-        Check(
-            "mask honoured per head; return_attention gives [B, H, T, T] weights and the same output",
-            1.0,
-            bool(mgood),
-            "attention [2, 4, 6, 6], masked weights 0",
-            err or f"attention {describe(out.get('mask_attention'), exp_matt)}",
-            (
-                ""
-                if mgood
-                else "pass mask to scaled_dot_product (it broadcasts over heads) and return (o, attention)"
-            ),
-        )
-    )
-    pe = out.get("perm_out")
-    if isinstance(pe, torch.Tensor) and isinstance(out.get("out"), torch.Tensor) and not good:
-        if close(pe, out["out"][:, inp["perm"]], 1e-3, 1e-4):
-            pr.note = (
+def _equivariance_note(inp, out) -> str:
+    """Said when the values are wrong but the layer is still permutation-equivariant."""
+    perm, plain = out.get("perm_out"), out.get("out")
+    if isinstance(perm, torch.Tensor) and isinstance(plain, torch.Tensor):
+        if close(perm, plain[:, inp["perm"]], 1e-3, 1e-4):
+            return (
                 "your layer is permutation-equivariant (good), but its values differ from the "
                 "tutorial's layout"
             )
+    return ""
+
+
+def grade_multihead_attention(inp, out, points):
+    """Parameter names, the output on the grader's weights (diagnosed against the usual layout and
+    merge mistakes), the mask per head and ``return_attention``. Each is also read from the run on a
+    correct ``scaled_dot_product``, so a bug there is charged to its own part."""
+    pr = PartResult("multihead_attention", points)
+    exp_out, _ = _mha_ref(inp)
+    exp_mout, exp_matt = _mha_ref(inp, mask=inp["mask"])
+    runs = runs_with(out, "out")
+    err = errors_of(out, "student")
+    pr.check(
+        "parameters qkv_proj (Linear input_dim -> 3*embed_dim) and o_proj (embed_dim -> embed_dim)",
+        weight=0.5,
+        ok=bool(runs) and all(out.get(f"{p}names_loaded") != 0.0 for p in RUNS),
+        expected="qkv_proj.weight [48, 12], o_proj.weight [16, 16] (input_dim 12, embed_dim 16, 4 heads)",
+        got=out.get("params", "") or err,
+        hint="keep the tutorial's module names so its checkpoints load",
+    )
+    good = [p for p in runs if close(out.get(f"{p}out"), exp_out, 1e-4, 1e-5)]
+    pr.check(
+        "output equals the tutorial's computation (per-head q/k/v layout, heads merged, o_proj)"
+        + stand_in_note(good, "a correct scaled_dot_product"),
+        weight=1.5,
+        ok=good,
+        expected="match within 1e-4",
+        got=err or describe(out.get("out"), exp_out),
+        hint=lambda: _mha_diagnose(inp, out.get("out")),
+    )
+    pr.check(
+        "mask honoured per head; return_attention gives [B, H, T, T] weights and the same output",
+        weight=1.0,
+        ok=any(
+            close(out.get(f"{p}mask_out"), exp_mout, 1e-4, 1e-5)
+            and close(out.get(f"{p}mask_attention"), exp_matt, 1e-4, 1e-5)
+            and close(out.get(f"{p}ret_out"), exp_out, 1e-4, 1e-5)
+            for p in runs
+        ),
+        expected="attention [2, 4, 6, 6], masked weights 0",
+        got=err or f"attention {describe(out.get('mask_attention'), exp_matt)}",
+        hint=lambda: "pass mask to scaled_dot_product (it broadcasts over heads) and return (o, attention)",
+    )
+    if not good:
+        pr.note = _equivariance_note(inp, out)
     return pr

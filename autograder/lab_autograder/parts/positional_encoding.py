@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .base import Check, PartResult, _gen, close, describe, errors_of, ref
+from .base import PartResult, _gen, close, describe, errors_of, ref
 
 
 def inputs_positional_encoding(seed):
@@ -21,8 +21,7 @@ def inputs_positional_encoding(seed):
 
 
 def _pe_diagnose(got, d, n):
-    tl = ref()
-    exp = tl.positional.sinusoidal_table(n, d)
+    exp = ref().positional.sinusoidal_table(n, d)
     if not isinstance(got, torch.Tensor) or got.reshape(-1).numel() != exp.numel():
         return f"the table must be [max_len, d_model] = [{n}, {d}] (the buffer [1, {n}, {d}])"
     got = got.reshape(n, d)
@@ -39,84 +38,66 @@ def _pe_diagnose(got, d, n):
     return "PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d))"
 
 
-def grade_positional_encoding(inp, out, points):
-    pr = PartResult("positional_encoding", points)
-    tl = ref()
-    d, n = inp["d_model"], inp["max_len"]
-    exp = tl.positional.sinusoidal_table(n, d)
-    tab_ok = close(out.get("table"), exp, 1e-4, 1e-5)
-    pr.checks.append(
-        Check(
-            "sinusoidal_table(96, 48) equals sin/cos(pos / 10000^(2i/d)) (even dims sin, odd dims cos)",
-            0.75,
-            tab_ok,
-            f"[{n}, {d}] table",
-            errors_of(out, "table") or describe(out.get("table"), exp),
-            "" if tab_ok else _pe_diagnose(out.get("table"), d, n),
+def _forward_diagnose(inp, out):
+    if close(out.get("out"), inp["x"]):
+        return (
+            "forward returns its input unchanged: the sum x + pe[:, :T] is computed but not returned/assigned"
         )
+    if out.get("input_unchanged") == 0.0:
+        return "forward modifies its input in place (x += ...); return x + self.pe[:, : x.size(1)] instead"
+    return "return x + self.pe[:, : x.size(1)] (slice to the sequence length)"
+
+
+def _forward_check(pr, inp, out, base):
+    """``forward`` adds the module's own buffer (``base``), for any length, leaving its input alone."""
+    e1, e2 = inp["x"] + base[: inp["x"].shape[1]], inp["x_short"] + base[: inp["x_short"].shape[1]]
+    pr.check(
+        "forward(x) returns x + pe[:, :T] for any T <= max_len, without changing x",
+        weight=0.75,
+        ok=close(out.get("out"), e1, 1e-4, 1e-5)
+        and close(out.get("out_short"), e2, 1e-4, 1e-5)
+        and out.get("input_unchanged") == 1.0,
+        expected="x + pe[:, :T]",
+        got=errors_of(out, "module") or describe(out.get("out"), e1),
+        hint=lambda: _forward_diagnose(inp, out),
     )
-    # the buffer and forward are judged against the student's own table: a wrong table costs once
+
+
+def grade_positional_encoding(inp, out, points):
+    """The table (diagnosed against swapped sin/cos, wrong exponents), the module's buffer, its
+    forward pass, and that the buffer is not persistent. The buffer and forward are judged against
+    the student's own table, so a wrong table costs once."""
+    pr = PartResult("positional_encoding", points)
+    d, n = inp["d_model"], inp["max_len"]
+    exp = ref().positional.sinusoidal_table(n, d)
+    pr.check(
+        "sinusoidal_table(96, 48) equals sin/cos(pos / 10000^(2i/d)) (even dims sin, odd dims cos)",
+        weight=0.75,
+        ok=close(out.get("table"), exp, 1e-4, 1e-5),
+        expected=f"[{n}, {d}] table",
+        got=errors_of(out, "table") or describe(out.get("table"), exp),
+        hint=lambda: _pe_diagnose(out.get("table"), d, n),
+    )
     own = out.get("table")
     own = own if isinstance(own, torch.Tensor) and own.shape == exp.shape else exp
-    pe_ok = close(out.get("pe"), own.unsqueeze(0), 1e-4, 1e-5)
     shaped = isinstance(out.get("pe"), torch.Tensor) and tuple(out["pe"].shape) == (1, n, d)
-    pr.checks.append(
-        Check(
-            "PositionalEncoding.pe is the table sinusoidal_table returns, shape [1, max_len, d_model]",
-            0.25,
-            pe_ok,
-            f"[1, {n}, {d}]",
-            errors_of(out, "module") or describe(out.get("pe"), own.unsqueeze(0)),
-            (
-                ""
-                if pe_ok
-                else "register sinusoidal_table(max_len, d_model) as the buffer 'pe'"
-                + ("" if shaped else " with unsqueeze(0)")
-            ),
-        )
+    pr.check(
+        "PositionalEncoding.pe is the table sinusoidal_table returns, shape [1, max_len, d_model]",
+        weight=0.25,
+        ok=close(out.get("pe"), own.unsqueeze(0), 1e-4, 1e-5),
+        expected=f"[1, {n}, {d}]",
+        got=errors_of(out, "module") or describe(out.get("pe"), own.unsqueeze(0)),
+        hint=lambda: "register sinusoidal_table(max_len, d_model) as the buffer 'pe'"
+        + ("" if shaped else " with unsqueeze(0)"),
     )
-    base = out["pe"][0] if shaped else own  # forward adds the module's own buffer
-    e1, e2 = inp["x"] + base[: inp["x"].shape[1]], inp["x_short"] + base[: inp["x_short"].shape[1]]
-    f_ok = (
-        close(out.get("out"), e1, 1e-4, 1e-5)
-        and close(out.get("out_short"), e2, 1e-4, 1e-5)
-        and out.get("input_unchanged") == 1.0
-    )
-    hint = ""
-    if not f_ok:
-        if close(out.get("out"), inp["x"]):
-            hint = (
-                "forward returns its input unchanged: the sum x + pe[:, :T] is computed but not "
-                "returned/assigned"
-            )
-        elif out.get("input_unchanged") == 0.0:
-            hint = (
-                "forward modifies its input in place (x += ...); return x + self.pe[:, : x.size(1)] instead"
-            )
-        else:
-            hint = "return x + self.pe[:, : x.size(1)] (slice to the sequence length)"
-    pr.checks.append(
-        Check(
-            "forward(x) returns x + pe[:, :T] for any T <= max_len, without changing x",
-            0.75,
-            f_ok,
-            "x + pe[:, :T]",
-            errors_of(out, "module") or describe(out.get("out"), e1),
-            hint,
-        )
-    )
-    pr.checks.append(
-        Check(
-            "pe is a non-persistent buffer (not in the state_dict, so tutorial checkpoints load strictly)",
-            0.25,
-            out.get("pe_in_state_dict") == 0.0,
-            "not in state_dict",
-            (
-                "in state_dict"
-                if out.get("pe_in_state_dict") == 1.0
-                else (errors_of(out, "module") or "not run")
-            ),
-            "register_buffer('pe', pe, persistent=False)",
-        )
+    _forward_check(pr, inp, out, out["pe"][0] if shaped else own)
+    in_state = out.get("pe_in_state_dict")
+    pr.check(
+        "pe is a non-persistent buffer (not in the state_dict, so tutorial checkpoints load strictly)",
+        weight=0.25,
+        ok=in_state == 0.0,
+        expected="not in state_dict",
+        got="in state_dict" if in_state == 1.0 else (errors_of(out, "module") or "not run"),
+        hint="register_buffer('pe', pe, persistent=False)",
     )
     return pr

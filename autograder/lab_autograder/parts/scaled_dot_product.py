@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import Check, PartResult, _gen, _t, close, describe, errors_of, ref, shape_of
+from .base import PartResult, _gen, _t, close, describe, errors_of, ref, shape_of
 
 
 def _attention_variant(q, k, v, mask=None, scale="sqrt", dim=-1, invert=False):
@@ -56,7 +56,7 @@ def inputs_scaled_dot_product(seed):
 
 
 def _sdp_robustness(inp, out) -> tuple[list[str], str]:
-    """What fails beyond the plain cases (see the worker's ``_sdp_beyond_the_basics``), and a hint."""
+    """What fails beyond the plain cases (the worker's ``CASES`` after ``pad``), and a hint."""
     failed, hints = [], []
     ref_mask = _sdp_ref(inp, "mask")
     for case, what in (("intmask", "a 0/1 integer mask"), ("floatmask", "a 0/1 float mask")):
@@ -141,110 +141,92 @@ def _sdp_diagnose(inp, out, case):
     return "compare with softmax(Q K^T / sqrt(d_k)) V; keep the batch/head dimensions in front"
 
 
-def grade_scaled_dot_product(inp, out, points):
-    pr = PartResult("scaled_dot_product", points)
-    err = errors_of(out, "plain", "rect")
-    ref_plain, ref_rect = _sdp_ref(inp, "plain"), _sdp_ref(inp, "rect")
-    shapes_ok = all(
-        isinstance(out.get(f"{c}_values"), torch.Tensor)
-        and out[f"{c}_values"].shape == r[0].shape
-        and isinstance(out.get(f"{c}_attention"), torch.Tensor)
-        and out[f"{c}_attention"].shape == r[1].shape
-        for c, r in (("plain", ref_plain), ("rect", ref_rect))
-    )
-    pr.checks.append(
-        Check(
-            "returns (values [..., T_q, d_v], attention [..., T_q, T_k]), also for T_q != T_k and d_v != d_k",
-            0.5,
-            shapes_ok,
-            "values [2, 3, 5, 16] / attention [2, 3, 5, 5]; values [2, 4, 6] / attention [2, 4, 7]",
-            err
-            or f"values {shape_of(out.get('plain_values'))}, attention "
-            f"{shape_of(out.get('plain_attention'))}; "
-            f"rectangular case: values {shape_of(out.get('rect_values'))}, attention "
-            f"{shape_of(out.get('rect_attention'))}",
-            "q [..., T_q, d_k] @ k^T [..., d_k, T_k] gives [..., T_q, T_k]; transpose only the last two "
-            "axes of k",
-        )
+def _first_wrong(out, refs):
+    """The first case whose values or attention differ from the reference's (None: all match)."""
+    for case, (values, attention) in refs.items():
+        if not (close(out.get(f"{case}_values"), values) and close(out.get(f"{case}_attention"), attention)):
+            return case
+    return None
+
+
+def _shape_checks(pr, out, refs, err):
+    """The result's shapes (also rectangular), and rows that sum to 1."""
+    pr.check(
+        "returns (values [..., T_q, d_v], attention [..., T_q, T_k]), also for T_q != T_k and d_v != d_k",
+        weight=0.5,
+        ok=all(
+            isinstance(out.get(f"{c}_{what}"), torch.Tensor) and out[f"{c}_{what}"].shape == refs[c][i].shape
+            for c in ("plain", "rect")
+            for i, what in enumerate(("values", "attention"))
+        ),
+        expected="values [2, 3, 5, 16] / attention [2, 3, 5, 5]; values [2, 4, 6] / attention [2, 4, 7]",
+        got=err
+        or f"values {shape_of(out.get('plain_values'))}, attention {shape_of(out.get('plain_attention'))}; "
+        f"rectangular case: values {shape_of(out.get('rect_values'))}, attention "
+        f"{shape_of(out.get('rect_attention'))}",
+        hint="q [..., T_q, d_k] @ k^T [..., d_k, T_k] gives [..., T_q, T_k]; transpose only the last two "
+        "axes of k",
     )
     att = out.get("plain_attention")
-    rows_ok = (
-        isinstance(att, torch.Tensor)
-        and att.dim() >= 1
-        and close(att.sum(-1), torch.ones(att.shape[:-1]), 1e-4, 1e-5)
-    )
-    pr.checks.append(
-        Check(
-            "attention rows sum to 1 (softmax over the keys)",
-            0.5,
-            rows_ok,
-            "every row sums to 1",
-            err
-            or (
-                f"row sums between {att.sum(-1).min().item():.3g} and {att.sum(-1).max().item():.3g}"
-                if isinstance(att, torch.Tensor) and att.dim() >= 1
-                else shape_of(att)
-            ),
-            "F.softmax(logits, dim=-1)",
+    sums = att.sum(-1) if isinstance(att, torch.Tensor) and att.dim() >= 1 else None
+    pr.check(
+        "attention rows sum to 1 (softmax over the keys)",
+        weight=0.5,
+        ok=sums is not None and close(sums, torch.ones(sums.shape), 1e-4, 1e-5),
+        expected="every row sums to 1",
+        got=err
+        or (
+            f"row sums between {sums.min().item():.3g} and {sums.max().item():.3g}"
+            if sums is not None
+            else ""
         )
+        or shape_of(att),
+        hint="F.softmax(logits, dim=-1)",
     )
-    ok = all(
-        close(out.get(f"{c}_values"), r[0]) and close(out.get(f"{c}_attention"), r[1])
-        for c, r in (("plain", ref_plain), ("rect", ref_rect))
-    )
-    bad = (
-        "plain"
-        if not (
-            close(out.get("plain_values"), ref_plain[0]) and close(out.get("plain_attention"), ref_plain[1])
-        )
-        else "rect"
-    )
-    pr.checks.append(
-        Check(
+
+
+def grade_scaled_dot_product(inp, out, points):
+    """Shapes, rows that sum to 1, the values on hidden plain and rectangular inputs, both kinds of
+    mask, and what the hidden tests ask beyond them (mask dtypes, a fully masked row, float16,
+    gradients). A wrong value is diagnosed against the usual mistakes."""
+    pr = PartResult("scaled_dot_product", points)
+    refs = {case: _sdp_ref(inp, case) for case in ("plain", "rect", "mask", "pad")}
+    err = errors_of(out, "plain", "rect")
+    _shape_checks(pr, out, refs, err)
+    for name, cases, errs in (
+        (
             "values and attention equal softmax(Q K^T / sqrt(d_k)) V (hidden inputs, d_k = 16)",
-            1.0,
-            ok,
-            "match within 1e-4",
-            err
-            or "attention: "
-            f"{describe(out.get(f'{bad}_attention'), (ref_plain if bad == 'plain' else ref_rect)[1])}",
-            "" if ok else _sdp_diagnose(inp, out, bad),
+            ("plain", "rect"),
+            err,
+        ),
+        (
+            "mask: weight 0 where mask == 0, rows renormalised (a [B,1,T,T] mask and a [B,1,1,T] "
+            "padding mask)",
+            ("mask", "pad"),
+            errors_of(out, "mask", "pad"),
+        ),
+    ):
+        bad = _first_wrong(out, {c: refs[c] for c in cases})
+        pr.check(
+            name,
+            weight=1.0,
+            ok=bad is None,
+            expected=(
+                "match within 1e-4"
+                if cases[0] == "plain"
+                else "masked weights exactly 0, the rest as the reference"
+            ),
+            got=errs or (f"attention: {describe(out.get(f'{bad}_attention'), refs[bad][1])}" if bad else ""),
+            hint=lambda bad=bad: _sdp_diagnose(inp, out, bad),
         )
-    )
-    merr = errors_of(out, "mask", "pad")
-    ref_mask, ref_pad = _sdp_ref(inp, "mask"), _sdp_ref(inp, "pad")
-    mok = all(
-        close(out.get(f"{c}_values"), r[0]) and close(out.get(f"{c}_attention"), r[1])
-        for c, r in (("mask", ref_mask), ("pad", ref_pad))
-    )
-    mbad = (
-        "mask"
-        if not (close(out.get("mask_values"), ref_mask[0]) and close(out.get("mask_attention"), ref_mask[1]))
-        else "pad"
-    )
-    pr.checks.append(
-        Check(
-            "mask: weight 0 where mask == 0, rows renormalised (a [B,1,T,T] mask and a [B,1,1,T] padding "
-            "mask)",
-            1.0,
-            mok,
-            "masked weights exactly 0, the rest as the reference",
-            merr
-            or "attention: "
-            f"{describe(out.get(f'{mbad}_attention'), (ref_mask if mbad == 'mask' else ref_pad)[1])}",
-            "" if mok else _sdp_diagnose(inp, out, mbad),
-        )
-    )
     failed, hint = _sdp_robustness(inp, out)
-    pr.checks.append(
-        Check(
-            "also right for 0/1 integer and float masks, finite for a fully masked row and for float16, "
-            "and gradients reach q, k and v",
-            0.5,
-            not failed,
-            "the same results for every mask type, finite values, gradients for q, k, v",
-            "fails for " + ", ".join(failed) if failed else "",
-            hint,
-        )
+    pr.check(
+        "also right for 0/1 integer and float masks, finite for a fully masked row and for float16, "
+        "and gradients reach q, k and v",
+        weight=0.5,
+        ok=not failed,
+        expected="the same results for every mask type, finite values, gradients for q, k, v",
+        got="fails for " + ", ".join(failed) if failed else "",
+        hint=hint,
     )
     return pr

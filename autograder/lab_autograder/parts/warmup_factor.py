@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .base import Check, PartResult, close, describe, errors_of, ref
+from .base import PartResult, close, describe, errors_of, ref
 
 
 def inputs_warmup_factor(seed):
@@ -64,49 +64,43 @@ def grade_warmup_factor(inp, out, points):
     steps, w, n = inp["steps"].tolist(), inp["warmup"], inp["max_iters"]
     exp = torch.tensor([_factor(s, w, n) for s in steps], dtype=torch.float64)
     f_ok = close(out.get("factors"), exp, 1e-4, 1e-6)
-    pr.checks.append(
-        Check(
-            "warmup_cosine_factor at 12 steps (warm-up 10, max_iters 100)",
-            1.0,
-            f_ok,
-            "0 at step 0, linear warm-up to ~1 at step 10, cosine to 0 at step 100",
-            errors_of(out, "function") or describe(out.get("factors"), exp),
-            "" if f_ok else _warmup_diagnose(out.get("factors"), steps, w, n),
-        )
+    pr.check(
+        "warmup_cosine_factor at 12 steps (warm-up 10, max_iters 100)",
+        weight=1.0,
+        ok=f_ok,
+        expected="0 at step 0, linear warm-up to ~1 at step 10, cosine to 0 at step 100",
+        got=errors_of(out, "function") or describe(out.get("factors"), exp),
+        hint="" if f_ok else _warmup_diagnose(out.get("factors"), steps, w, n),
     )
     m_ok = close(out.get("method_factors"), exp, 1e-4, 1e-6)
-    pr.checks.append(
-        Check(
-            "CosineWarmupScheduler.get_lr_factor gives the same factors",
-            0.5,
-            m_ok,
-            "same as above",
-            errors_of(out, "scheduler") or describe(out.get("method_factors"), exp),
-            (
-                ""
-                if m_ok
-                else "get_lr_factor(epoch) should return warmup_cosine_factor(epoch, self.warmup, "
-                "self.max_num_iters)"
-            ),
-        )
+    pr.check(
+        "CosineWarmupScheduler.get_lr_factor gives the same factors",
+        weight=0.5,
+        ok=m_ok,
+        expected="same as above",
+        got=errors_of(out, "scheduler") or describe(out.get("method_factors"), exp),
+        hint=(
+            ""
+            if m_ok
+            else "get_lr_factor(epoch) should return warmup_cosine_factor(epoch, self.warmup, "
+            "self.max_num_iters)"
+        ),
     )
     lrs_exp = torch.tensor(
         [inp["base_lr"] * _factor(s, w, n) for s in range(inp["n_steps"])], dtype=torch.float64
     )
     l_ok = close(out.get("lrs"), lrs_exp, 1e-4, 1e-7)
-    pr.checks.append(
-        Check(
-            "on a real optimizer the learning rate at step t is base_lr * factor(t)",
-            0.5,
-            l_ok,
-            "base_lr * factor per step",
-            errors_of(out, "scheduler") or describe(out.get("lrs"), lrs_exp),
-            (
-                ""
-                if l_ok
-                else "get_lr must return [base_lr * self.get_lr_factor(self.last_epoch) for base_lr in "
-                "self.base_lrs]"
-            ),
-        )
+    pr.check(
+        "on a real optimizer the learning rate at step t is base_lr * factor(t)",
+        weight=0.5,
+        ok=l_ok,
+        expected="base_lr * factor per step",
+        got=errors_of(out, "scheduler") or describe(out.get("lrs"), lrs_exp),
+        hint=(
+            ""
+            if l_ok
+            else "get_lr must return [base_lr * self.get_lr_factor(self.last_epoch) for base_lr in "
+            "self.base_lrs]"
+        ),
     )
     return pr

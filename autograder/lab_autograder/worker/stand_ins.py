@@ -4,6 +4,7 @@ swapped into the notebook's namespace."""
 
 import math
 import os
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -24,27 +25,17 @@ def load_oracles():
     return oracles
 
 
-class Swap:
-    """``with Swap(ns, oracles):`` temporarily replace the student's definitions by the stand-ins."""
-
-    _MISSING = object()
-
-    def __init__(self, ns, oracles):
-        self.ns, self.oracles, self.saved = ns, dict(oracles), {}
-
-    def __enter__(self):
-        for n, v in self.oracles.items():
-            self.saved[n] = self.ns.get(n, self._MISSING)
-            self.ns[n] = v
-        return self
-
-    def __exit__(self, *exc):
-        for n, v in self.saved.items():
-            if v is self._MISSING:
-                self.ns.pop(n, None)
-            else:
-                self.ns[n] = v
-        return False
+@contextmanager
+def Swap(ns, oracles):
+    """``with Swap(ns, oracles):`` the student's definitions replaced by the stand-ins, then restored."""
+    saved = {n: ns[n] for n in oracles if n in ns}
+    ns.update(oracles)
+    try:
+        yield
+    finally:
+        for n in oracles:
+            ns.pop(n, None)
+        ns.update(saved)
 
 
 def student_and_isolated(outputs):

@@ -3,6 +3,7 @@ Trainer (scripted ``val_acc``, a snapshot of the weights per epoch), and which e
 it wrote holds."""
 
 import os
+from contextlib import contextmanager
 
 import torch
 
@@ -31,68 +32,80 @@ class _Recorder:
         self.cb = Rec()
 
 
-def _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, extra_args, prefix=""):
+@contextmanager
+def _instrumented(rec, clip_calls, epochs):
+    """Every ``pl.Trainer`` built meanwhile gets the recorder, a CPU, no logger, at most ``epochs``
+    short epochs; every call of the gradient-clipping functions is counted."""
     import pytorch_lightning as pl
 
-    fn = need(ns, fn_name)
-    cfg_cls = need(ns, cfg_name)
-    cfg = cfg_cls(**{k: (float(v) if isinstance(v, float) else int(v)) for k, v in inp["cfg"].items()})
-    script = [float(v) for v in inp["val_script"].tolist()]
-    rec = _Recorder(script).cb
-    clip_calls = {"n": 0}
     orig_init = pl.Trainer.__init__
     orig_norm, orig_value = torch.nn.utils.clip_grad_norm_, torch.nn.utils.clip_grad_value_
 
     def init(self, *a, **kw):
         kw["callbacks"] = list(kw.get("callbacks") or []) + [rec]
-        kw.update(
-            logger=False,
-            enable_progress_bar=False,
-            accelerator="cpu",
-            devices=1,
-            num_sanity_val_steps=0,
-            enable_model_summary=False,
-        )
-        kw["max_epochs"] = min(int(kw.get("max_epochs") or len(script)), len(script))
+        kw.update(logger=False, enable_progress_bar=False, accelerator="cpu", devices=1)
+        kw.update(num_sanity_val_steps=0, enable_model_summary=False)
+        kw["max_epochs"] = min(int(kw.get("max_epochs") or epochs), epochs)
         kw["limit_train_batches"], kw["limit_val_batches"], kw["limit_test_batches"] = 16, 4, 4
         orig_init(self, *a, **kw)
 
-    def norm(parameters, max_norm, *a, **k):
-        clip_calls["n"] += 1
-        return orig_norm(parameters, max_norm, *a, **k)
+    def counted(clip):
+        def call(parameters, limit, *a, **k):
+            clip_calls["n"] += 1
+            return clip(parameters, limit, *a, **k)
 
-    def value(parameters, clip_value, *a, **k):
-        clip_calls["n"] += 1
-        return orig_value(parameters, clip_value, *a, **k)
+        return call
 
+    pl.Trainer.__init__ = init
+    torch.nn.utils.clip_grad_norm_, torch.nn.utils.clip_grad_value_ = counted(orig_norm), counted(orig_value)
+    try:
+        yield
+    finally:
+        pl.Trainer.__init__ = orig_init
+        torch.nn.utils.clip_grad_norm_, torch.nn.utils.clip_grad_value_ = orig_norm, orig_value
+
+
+def _epoch_of(state, snapshots) -> float:
+    """The last epoch whose weights ``state`` holds (-1: none)."""
+
+    def same(snap):
+        return all(
+            k in state and state[k].shape == v.shape and _ALLCLOSE(state[k].float(), v.float())
+            for k, v in snap.items()
+        )
+
+    matches = [i for i, s in enumerate(snapshots) if same(s)]
+    return float(matches[-1]) if matches else -1.0
+
+
+def _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, extra_args, prefix=""):
+    fn = need(ns, fn_name)
+    cfg_cls = need(ns, cfg_name)
+    cfg = cfg_cls(**{k: (float(v) if isinstance(v, float) else int(v)) for k, v in inp["cfg"].items()})
+    script = [float(v) for v in inp["val_script"].tolist()]
+    rec, clip_calls = _Recorder(script).cb, {"n": 0}
     run_dir = os.path.join(out.work, prefix + "train_" + fn_name)
     os.makedirs(run_dir, exist_ok=True)
-    pl.Trainer.__init__ = init
-    torch.nn.utils.clip_grad_norm_, torch.nn.utils.clip_grad_value_ = norm, value
     cwd = os.getcwd()
     try:
         os.chdir(run_dir)
-        fn(run_dir, *extra_args, cfg=cfg, progress=False, accelerator="cpu")  # what it returns is not graded
+        with _instrumented(rec, clip_calls, len(script)):
+            res = fn(run_dir, *extra_args, cfg=cfg, progress=False, accelerator="cpu")
     finally:
         os.chdir(cwd)
-        pl.Trainer.__init__ = orig_init
-        torch.nn.utils.clip_grad_norm_, torch.nn.utils.clip_grad_value_ = orig_norm, orig_value
     out[prefix + "clip_calls"] = float(clip_calls["n"])
     out[prefix + "epochs_run"] = float(len(rec.snapshots))
     path = os.path.join(run_dir, fname)
     out[prefix + "ckpt_written"] = float(os.path.isfile(path))
     if os.path.isfile(path) and rec.snapshots:
         ckpt = _LOAD(path, map_location="cpu", weights_only=True)
-        sd = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
-
-        def same(snap):
-            return all(
-                k in sd and sd[k].shape == v.shape and _ALLCLOSE(sd[k].float(), v.float())
-                for k, v in snap.items()
-            )
-
-        matches = [i for i, s in enumerate(rec.snapshots) if same(s)]
-        out[prefix + "saved_epoch"] = float(matches[-1]) if matches else -1.0
+        out[prefix + "saved_epoch"] = _epoch_of(
+            ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}, rec.snapshots
+        )
+    model = res[0] if isinstance(res, (tuple, list)) and res else res  # (model, result), as the tutorial's
+    out[prefix + "returned_epoch"] = (
+        _epoch_of(model.state_dict(), rec.snapshots) if isinstance(model, torch.nn.Module) else -2.0
+    )
 
 
 def _train_args(inp, fn_name):

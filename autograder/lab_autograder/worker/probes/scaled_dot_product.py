@@ -5,51 +5,42 @@ import torch
 
 from ..harness import as_tensor, need, step
 
+#: case -> (the inputs q, k, v come from, its mask and how it is cast; None: no mask)
+CASES = {
+    "plain": ("plain", None, None),
+    "mask": ("mask", "mask_mask", None),
+    "rect": ("rect", None, None),
+    "pad": ("pad", "pad_mask", None),
+    # what the hidden tests ask beyond the plain cases: 0/1 integer and float masks, a fully masked row
+    "intmask": ("mask", "mask_mask", torch.long),
+    "floatmask": ("mask", "mask_mask", torch.float32),
+    "full": ("pad", "full_mask", None),
+    "half": ("pad", "pad_mask", None),  # float16 inputs
+}
+
+
+def _run_case(sdp, inp, out, case):
+    src, mask, cast = CASES[case]
+    q, k, v = (inp[f"{src}_{n}"].clone() for n in "qkv")
+    if case == "half":
+        q, k, v = q.half(), k.half(), v.half()
+    kwargs = (
+        {} if mask is None else {"mask": inp[mask].clone() if cast is None else inp[mask].clone().to(cast)}
+    )
+    with torch.no_grad():
+        res = sdp(q, k, v, **kwargs)
+    if not isinstance(res, (tuple, list)) or len(res) != 2:
+        raise TypeError(f"must return (values, attention), got {type(res).__name__}")
+    out[f"{case}_values"] = as_tensor(res[0], "values")
+    out[f"{case}_attention"] = as_tensor(res[1], "attention")
+
 
 def probe(ns, inp, out):
     sdp = need(ns, "scaled_dot_product")
-    for case in ("plain", "mask", "rect", "pad"):
+    for case in CASES:
+        step(out, case, lambda case=case: _run_case(sdp, inp, out, case))
 
-        def run(case=case):
-            with torch.no_grad():
-                q, k, v = (inp[f"{case}_{n}"].clone() for n in "qkv")
-                mask = inp.get(f"{case}_mask")
-                res = sdp(q, k, v, mask=mask.clone()) if mask is not None else sdp(q, k, v)
-                if not isinstance(res, (tuple, list)) or len(res) != 2:
-                    raise TypeError(f"must return (values, attention), got {type(res).__name__}")
-                out[f"{case}_values"] = as_tensor(res[0], "values")
-                out[f"{case}_attention"] = as_tensor(res[1], "attention")
-
-        step(out, case, run)
-    _sdp_beyond_the_basics(sdp, inp, out)
-
-
-def _sdp_beyond_the_basics(sdp, inp, out):
-    """What the hidden tests ask beyond the plain cases: 0/1 integer and float masks, a fully masked
-    row, float16 inputs, and gradients that reach q, k and v."""
-    for case, cast in (("intmask", torch.long), ("floatmask", torch.float32), ("full", None)):
-
-        def masked(case=case, cast=cast):
-            src = "pad" if case == "full" else "mask"
-            q, k, v = (inp[f"{src}_{n}"].clone() for n in "qkv")
-            mask = inp["full_mask"].clone() if case == "full" else inp["mask_mask"].clone().to(cast)
-            with torch.no_grad():
-                res = sdp(q, k, v, mask=mask)
-            out[f"{case}_values"] = as_tensor(res[0], "values")
-            out[f"{case}_attention"] = as_tensor(res[1], "attention")
-
-        step(out, case, masked)
-
-    def half():
-        q, k, v = (inp[f"pad_{n}"].clone().half() for n in "qkv")
-        with torch.no_grad():
-            res = sdp(q, k, v, mask=inp["pad_mask"].clone())
-        out["half_values"] = as_tensor(res[0], "values")
-        out["half_attention"] = as_tensor(res[1], "attention")
-
-    step(out, "half", half)
-
-    def grad():
+    def grad():  # gradients must reach q, k and v
         q, k, v = (inp[f"pad_{n}"].clone().requires_grad_(True) for n in "qkv")
         with torch.enable_grad():
             sdp(q, k, v, mask=inp["pad_mask"].clone())[0].sum().backward()
