@@ -81,3 +81,12 @@ def _assert_no_module_state_changed(tree, where):
                     and node.func.value.id in module:
                 changed.append(node.func.value.id)
     assert not changed, f"{where}: module-level names changed inside functions: {sorted(set(changed))}"
+
+
+def test_no_grader_function_is_longer_than_60_lines():
+    """Issue 21: a function a maintainer must read whole fits on a screen."""
+    long = [f"{p.relative_to(ROOT)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+            for p in sorted((ROOT / "autograder" / "lab_autograder").rglob("*.py"))
+            for n in ast.walk(ast.parse(p.read_text()))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60]
+    assert not long, long

@@ -93,7 +93,9 @@ def undeclared_imports(bundle: dict[str, bytes]) -> dict[str, list[str]]:
     A grading machine built from the bundle alone would fail on each of them."""
     sources = {n: d.decode() for n, d in bundle.items() if n.endswith(".py")}
     sources.update({n: notebook_code(d) for n, d in bundle.items() if n.endswith(".ipynb")})
-    return undeclared(sources, TORCH + RUNTIME, local=set(PACKAGES) | {Path(n).stem for n in GIVEN_FILES})
+    # "worker": lab_autograder/worker, which each job imports by its own name (worker/__main__.py)
+    local = set(PACKAGES) | {"worker"} | {Path(n).stem for n in GIVEN_FILES}
+    return undeclared(sources, TORCH + RUNTIME, local=local)
 
 
 def files(features: Path | None) -> dict[str, bytes]:

@@ -164,6 +164,13 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
+    _add_grade(sub)
+    _add_class_commands(sub)
+    return ap
+
+
+def _add_grade(sub):
+    """``grade`` (a folder of submissions) and ``gradescope`` (one, inside Gradescope's container)."""
     g = sub.add_parser("grade", help="grade submissions into OUT")
     g.add_argument("submissions", nargs="+", help="notebooks, or folders holding one (+ checkpoints/)")
     g.add_argument(
@@ -198,6 +205,10 @@ def build_parser():
         help="Gradescope's submission metadata (the student's id and the submission time)",
     )
     _add_common(gs)
+
+
+def _add_class_commands(sub):
+    """The commands that work on graded OUT folders, and the demo's example submissions."""
     t = sub.add_parser("table", help="print OUT/grades.csv")
     t.add_argument("out")
     r = sub.add_parser("report", help="rebuild OUT's class outputs (gradebooks, histograms, flags, feedback)")
@@ -226,7 +237,6 @@ def build_parser():
         default=[],
         help="a folder with reverse.ckpt and/or anomaly.ckpt to submit with them (may be repeated)",
     )
-    return ap
 
 
 def _needs_features(args) -> str:
@@ -264,32 +274,40 @@ def main(argv=None) -> int:
         for d in write_examples(Path(args.dest), [Path(c) for c in args.checkpoints]):
             print(d)
         return 0
+    return _grade(args) if args.cmd == "grade" else _gradescope(args)
+
+
+def _grade(args) -> int:
+    """``autograder grade``: a class of submissions into OUT."""
     from .grade import grade_all
 
-    if args.cmd == "grade":
-        missing = [s for s in args.submissions if not Path(s).exists()]
-        if missing:
-            print(f"autograder: error: no such submission: {', '.join(missing)}", file=sys.stderr)
-            return 2
-        from .course import stamp_arrivals
-        from .shards import parse_shard, shard_of
+    missing = [s for s in args.submissions if not Path(s).exists()]
+    if missing:
+        print(f"autograder: error: no such submission: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    from .course import stamp_arrivals
+    from .shards import parse_shard, shard_of
 
-        try:
-            course = _course(args, args.submissions)
-            settings = _settings(args, args.out)
-            settings.late = _late_rule(args, course)
-            entries = expand([Path(s) for s in args.submissions], args.assignment)
-            if args.shard:
-                entries = shard_of(entries, *parse_shard(args.shard))
-            entries = stamp_arrivals(entries, args.assignment, course, args.submitted_at)
-            run = grade_all(entries, settings)
-        except (FileNotFoundError, ValueError) as e:  # the grader's own files or settings (PolicyError...)
-            print(f"autograder: error: {e}", file=sys.stderr)
-            return 2
-        print()
-        print_table(Path(args.out))
-        return GRADER_FAULT if run.not_graded else 0
-    # gradescope: one submission, results.json where Gradescope reads it
+    try:
+        course = _course(args, args.submissions)
+        settings = _settings(args, args.out)
+        settings.late = _late_rule(args, course)
+        entries = expand([Path(s) for s in args.submissions], args.assignment)
+        if args.shard:
+            entries = shard_of(entries, *parse_shard(args.shard))
+        entries = stamp_arrivals(entries, args.assignment, course, args.submitted_at)
+        run = grade_all(entries, settings)
+    except (FileNotFoundError, ValueError) as e:  # the grader's own files or settings (PolicyError...)
+        print(f"autograder: error: {e}", file=sys.stderr)
+        return 2
+    print()
+    print_table(Path(args.out))
+    return GRADER_FAULT if run.not_graded else 0
+
+
+def _gradescope(args) -> int:
+    """``autograder gradescope``: one submission, results.json where Gradescope reads it."""
+    from .grade import grade_all
     import tempfile
 
     results = Path(args.results)

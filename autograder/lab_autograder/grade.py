@@ -535,46 +535,34 @@ class Grader:
     def _text(self, s, cap=2000) -> str:
         return clean_text(s, cap, self.redact)
 
-    def _results_json(self, name, results: dict, notes, meta, seconds) -> dict:
-        tests = []
-        for i, (part, pr) in enumerate(results.items(), 1):
-            lines = []
-            for c in pr.checks:
-                mark = "PASS" if c.passed else ("PART" if c.partial else "FAIL")
-                lines.append(f"[{mark}] {c.name}")
-                if not c.passed:  # expected values and hints are the grader's; what was received may not be
-                    lines.append(f"    expected: {c.expected}")
-                    lines.append(f"    received: {self._text(c.received, 1200)}")
-                    if c.hint:
-                        lines.append(f"    hint: {c.hint}")
-            if pr.note:
-                lines.append(f"note: {self._text(pr.note, 1200)}")
-            tests.append(
-                {
-                    "name": f"{P.TITLES[part]} (test_{part})",
-                    "number": str(i),
-                    "score": pr.score,
-                    "max_score": float(pr.points),
-                    "status": "passed" if pr.score >= pr.points else "failed",
-                    "output": "\n".join(lines),
-                    "output_format": "text",
-                    "visibility": "visible",
-                    "tags": [part],
-                }
-            )
-        total = round(sum(t["score"] for t in tests), 4)
-        maximum = float(sum(t["max_score"] for t in tests))
-        summary = [f"{name}: {total:g} / {maximum:g} points"] + [
-            f"note: {self._text(n, 600)}" for n in notes[:20]
-        ]
-        if meta.get("cell_errors"):
-            summary.append(
-                "errors while running the notebook's cells (the autograder went on):\n"
-                + self._text(meta["cell_errors"], 3000)
-            )
-        f = self.features
-        entry = meta.get("entry")
-        extra = {
+    def _test_entry(self, number, part, pr) -> dict:
+        """One part's entry of ``results.json``: its score and the lines of its feedback."""
+        lines = []
+        for c in pr.checks:
+            lines.append(f"[{'PASS' if c.passed else ('PART' if c.partial else 'FAIL')}] {c.name}")
+            if not c.passed:  # expected values and hints are the grader's; what was received may not be
+                lines.append(f"    expected: {c.expected}")
+                lines.append(f"    received: {self._text(c.received, 1200)}")
+                if c.hint:
+                    lines.append(f"    hint: {c.hint}")
+        if pr.note:
+            lines.append(f"note: {self._text(pr.note, 1200)}")
+        return {
+            "name": f"{P.TITLES[part]} (test_{part})",
+            "number": str(number),
+            "score": pr.score,
+            "max_score": float(pr.points),
+            "status": "passed" if pr.score >= pr.points else "failed",
+            "output": "\n".join(lines),
+            "output_format": "text",
+            "visibility": "visible",
+            "tags": [part],
+        }
+
+    def _extra_data(self, name, results, meta, maximum) -> dict:
+        """What the grader records of a grading beside the score: provenance, identity, timings."""
+        f, entry = self.features, meta.get("entry")
+        return {
             "submission": name,
             "student_id": entry.student_id if entry else name,
             "timestamp": entry.timestamp if entry else "",
@@ -598,11 +586,24 @@ class Grader:
             "stages": meta.get("stages", []),
             "launches": meta.get("launches", 0),
             "grader_faults": [
-                self._text(f, 400) for f in meta.get("grader_faults", [])[:8]
+                self._text(x, 400) for x in meta.get("grader_faults", [])[:8]
             ],  # retried, overcome
             "worker_seconds": round(meta.get("worker_seconds", 0), 2),
             "timings": meta.get("timings", {}),
         }
+
+    def _results_json(self, name, results: dict, notes, meta, seconds) -> dict:
+        tests = [self._test_entry(i, part, pr) for i, (part, pr) in enumerate(results.items(), 1)]
+        total = round(sum(t["score"] for t in tests), 4)
+        maximum = float(sum(t["max_score"] for t in tests))
+        summary = [f"{name}: {total:g} / {maximum:g} points"] + [
+            f"note: {self._text(n, 600)}" for n in notes[:20]
+        ]
+        if meta.get("cell_errors"):
+            summary.append(
+                "errors while running the notebook's cells (the autograder went on):\n"
+                + self._text(meta["cell_errors"], 3000)
+            )
         return {
             "score": total,
             "execution_time": round(seconds, 2),
@@ -612,7 +613,7 @@ class Grader:
             "visibility": "visible",
             "stdout_visibility": "hidden",
             "tests": tests,
-            "extra_data": extra,
+            "extra_data": self._extra_data(name, results, meta, maximum),
         }
 
 

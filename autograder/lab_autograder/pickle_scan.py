@@ -40,6 +40,61 @@ def _to_mark(stack: list) -> list:
     raise PickleRefused("a pickle with an unbalanced MARK")
 
 
+def _containers(name, stack, keys) -> bool:
+    """Opcodes that build a container: ``keys`` counts what will be hashed. False: not one of them."""
+    if name in ("TUPLE", "LIST", "APPENDS"):
+        keys(["str"] * len(_to_mark(stack)))  # size only
+        if name != "APPENDS":
+            stack.append(name.lower())
+    elif name == "DICT":
+        keys(_to_mark(stack)[0::2])
+        stack.append("dict")
+    elif name == "FROZENSET":
+        keys(_to_mark(stack))
+        stack.append("set")
+    elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+        k = int(name[-1])
+        if len(stack) < k:
+            raise PickleRefused("a pickle that pops an empty stack")
+        del stack[len(stack) - k :]
+        stack.append("tuple")
+    elif name == "SETITEM":
+        key = stack[-2] if len(stack) >= 2 else "?"
+        del stack[-2:]
+        keys([key])
+    elif name == "SETITEMS":
+        keys(_to_mark(stack)[0::2])
+    elif name == "ADDITEMS":
+        keys(_to_mark(stack))
+    else:
+        return False
+    return True
+
+
+def _stack_and_memo(name, arg, stack, memo) -> bool:
+    """Opcodes that push, pop, build objects or use the memo. False: not one of them."""
+    if name in _STR or name in _PUSH or name == "MARK":
+        stack.append("str" if name in _STR else _PUSH.get(name, "mark"))
+    elif name in ("APPEND", "BUILD", "POP"):
+        stack.pop()
+    elif name == "POP_MARK":
+        _to_mark(stack)
+    elif name == "DUP":
+        stack.append(stack[-1])
+    elif name in ("STACK_GLOBAL", "REDUCE", "NEWOBJ", "NEWOBJ_EX"):
+        del stack[-(3 if name == "NEWOBJ_EX" else 2) :]
+        stack.append("object")
+    elif name == "BINPERSID":
+        stack[-1] = "object"
+    elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+        memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1]
+    elif name in ("GET", "BINGET", "LONG_BINGET"):
+        stack.append(memo.get(arg, "object"))
+    else:
+        return name in ("PROTO", "FRAME", "STOP")
+    return True
+
+
 def scan(data: bytes) -> None:
     """Raise :class:`PickleRefused` unless ``data`` is a pickle of bounded size and hashing work."""
     stack, memo, unsalted = [], {}, 0
@@ -56,64 +111,9 @@ def scan(data: bytes) -> None:
         for n, (op, arg, _) in enumerate(pickletools.genops(data)):
             if n >= MAX_OPS:
                 raise PickleRefused(f"more than {MAX_OPS} pickle opcodes")
-            name = op.name
-            if name in _STR:
-                stack.append("str")
-            elif name in _PUSH:
-                stack.append(_PUSH[name])
-            elif name == "MARK":
-                stack.append("mark")
-            elif name in ("TUPLE", "LIST"):
-                items = _to_mark(stack)
-                keys(["str"] * len(items))  # size only
-                stack.append(name.lower())
-            elif name == "DICT":
-                items = _to_mark(stack)
-                keys(items[0::2])
-                stack.append("dict")
-            elif name in ("FROZENSET",):
-                keys(_to_mark(stack))
-                stack.append("set")
-            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-                k = int(name[-1])
-                if len(stack) < k:
-                    raise PickleRefused("a pickle that pops an empty stack")
-                del stack[len(stack) - k:]
-                stack.append("tuple")
-            elif name == "SETITEM":
-                key = stack[-2] if len(stack) >= 2 else "?"
-                del stack[-2:]
-                keys([key])
-            elif name == "SETITEMS":
-                keys(_to_mark(stack)[0::2])
-            elif name == "ADDITEMS":
-                keys(_to_mark(stack))
-            elif name == "APPENDS":
-                keys(["str"] * len(_to_mark(stack)))
-            elif name in ("APPEND", "BUILD", "POP"):
-                stack.pop()
-            elif name == "POP_MARK":
-                _to_mark(stack)
-            elif name == "DUP":
-                stack.append(stack[-1])
-            elif name in ("STACK_GLOBAL", "REDUCE", "NEWOBJ"):
-                del stack[-2:]
-                stack.append("object")
-            elif name == "NEWOBJ_EX":
-                del stack[-3:]
-                stack.append("object")
-            elif name == "BINPERSID":
-                stack[-1] = "object"
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                memo[arg] = stack[-1]
-            elif name == "MEMOIZE":
-                memo[len(memo)] = stack[-1]
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
-                stack.append(memo.get(arg, "object"))
-            elif name in ("PROTO", "FRAME", "STOP"):
-                continue
-            else:  # EXT*, INST, OBJ, NEXT_BUFFER, ...: never in a torch.save file
-                raise PickleRefused(f"a pickle opcode torch.save never writes ({name})")
+            if not (_containers(op.name, stack, keys) or _stack_and_memo(op.name, arg, stack, memo)):
+                # EXT*, INST, OBJ, NEXT_BUFFER, ...: never in a torch.save file
+                raise PickleRefused(f"a pickle opcode torch.save never writes ({op.name})")
     except PickleRefused:
         raise
     except (ValueError, IndexError, KeyError) as e:

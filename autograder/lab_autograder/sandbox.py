@@ -257,26 +257,9 @@ def _jail(root: Path, paths: dict, uid: int) -> tuple[dict, str]:
     return jail, python
 
 
-def run_worker(
-    job_dir: Path, paths: dict, *, slot: int, timeout: float, memory_mb: int, log_path: Path
-) -> RunResult:
-    """Run ``IN/worker/__main__.py IN WORK OUT`` sandboxed; the wall-clock ``timeout`` kills the whole job.
-
-    ``paths``: the job's ``in`` (root-owned, read-only for the worker), ``work`` and ``out``
-    folders (the worker's own); ``job_dir/root`` is the jail's mount point. ``log_path`` (root's,
-    outside the worker's folders) receives its stdout and stderr.
-    """
-    level = sandbox_level()
-    uid = UID_BASE + slot if level in ("namespaces", "setuid") else None
-    if level == "namespaces":
-        jail, python = _jail(job_dir / "root", paths, uid)
-        view = dict(JOB_VIEW)
-        tmp = "/tmp"
-    else:
-        jail, python = None, sys.executable
-        view = {k: str(v) for k, v in paths.items()}
-        tmp = os.path.join(view["work"], "tmp")
-    env = {
+def _worker_env(view: dict, tmp: str) -> dict:
+    """The worker's whole environment: nothing of the grader's leaks in."""
+    return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": view["work"],
         "MPLBACKEND": "Agg",
@@ -292,24 +275,21 @@ def run_worker(
         "TMPDIR": tmp,
         "USER": "student",
     }
-    entry = os.path.join(view["in"], "worker", "__main__.py")
-    argv = [python, "-I", entry, view["in"], view["work"], view["out"]]
-    cfg = {
-        "jail": jail,
-        "oracles": os.path.join(view["in"], "oracles.py") if (paths["in"] / "oracles.py").exists() else None,
-        "uid": uid,
-        "memory_mb": memory_mb,
-        "cpu_seconds": int(timeout) + 5,
-        "env": env,
-        "cwd": view["work"],
-        "argv": argv,
-    }
-    status_r, status_w = os.pipe()
-    cfg["status_fd"] = status_w
-    cmd = [sys.executable, "-I", str(LAUNCHER), json.dumps(cfg)]
-    if level == "namespaces":
-        cmd = _UNSHARE + cmd
-    cmd = WRAPPER + cmd
+
+
+def _tail(log_path: Path) -> str:
+    """The last 4000 bytes of a launch's log."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, os.path.getsize(log_path) - 4000))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _launch(cmd, log_path: Path, status: tuple, timeout: float, uid, level) -> RunResult:
+    """Start the launcher, wait at most ``timeout``, then kill everything the job started."""
+    status_r, status_w = status
     t0 = time.monotonic()
     timed_out = False
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -345,10 +325,47 @@ def run_worker(
                 _kill_uid(uid)
             if level == "setuid":
                 remove_leftovers(uid)
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(max(0, os.path.getsize(log_path) - 4000))
-            tail = f.read().decode("utf-8", "replace")
-    except OSError:
-        tail = ""
-    return RunResult(proc.returncode, timed_out, time.monotonic() - t0, tail, _read_status(status_r))
+    return RunResult(
+        proc.returncode, timed_out, time.monotonic() - t0, _tail(log_path), _read_status(status_r)
+    )
+
+
+def run_worker(
+    job_dir: Path, paths: dict, *, slot: int, timeout: float, memory_mb: int, log_path: Path
+) -> RunResult:
+    """Run ``IN/worker/__main__.py IN WORK OUT`` sandboxed; the wall-clock ``timeout`` kills the whole job.
+
+    ``paths``: the job's ``in`` (root-owned, read-only for the worker), ``work`` and ``out``
+    folders (the worker's own); ``job_dir/root`` is the jail's mount point. ``log_path`` (root's,
+    outside the worker's folders) receives its stdout and stderr.
+    """
+    level = sandbox_level()
+    uid = UID_BASE + slot if level in ("namespaces", "setuid") else None
+    if level == "namespaces":
+        jail, python = _jail(job_dir / "root", paths, uid)
+        view = dict(JOB_VIEW)
+        tmp = "/tmp"
+    else:
+        jail, python = None, sys.executable
+        view = {k: str(v) for k, v in paths.items()}
+        tmp = os.path.join(view["work"], "tmp")
+    env = _worker_env(view, tmp)
+    entry = os.path.join(view["in"], "worker", "__main__.py")
+    argv = [python, "-I", entry, view["in"], view["work"], view["out"]]
+    cfg = {
+        "jail": jail,
+        "oracles": os.path.join(view["in"], "oracles.py") if (paths["in"] / "oracles.py").exists() else None,
+        "uid": uid,
+        "memory_mb": memory_mb,
+        "cpu_seconds": int(timeout) + 5,
+        "env": env,
+        "cwd": view["work"],
+        "argv": argv,
+    }
+    status_r, status_w = os.pipe()
+    cfg["status_fd"] = status_w
+    cmd = [sys.executable, "-I", str(LAUNCHER), json.dumps(cfg)]
+    if level == "namespaces":
+        cmd = _UNSHARE + cmd
+    cmd = WRAPPER + cmd
+    return _launch(cmd, log_path, (status_r, status_w), timeout, uid, level)
