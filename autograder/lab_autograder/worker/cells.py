@@ -6,6 +6,17 @@ import os
 from .harness import T_IMPORT, Limit, _OPEN, _TIME, _stop_timers, short_error
 
 
+class _Nothing:
+    """Any other attribute of the shell, however deep (pyplot's first figure calls
+    ``get_ipython().events.register(...)``): callable, doing nothing."""
+
+    def __call__(self, *args, **kwargs):
+        return None
+
+    def __getattr__(self, name):
+        return self
+
+
 class _Shell:
     """``get_ipython()`` for notebook code, whose magics the grader turned into calls of it (IPython's
     own transformer). Shell escapes do nothing; ``%%writefile`` writes its file (relative to the
@@ -34,8 +45,8 @@ class _Shell:
     def getoutput(self, *args, **kwargs):
         return []
 
-    def __getattr__(self, name):  # system, magic, run_line_magic's relatives: nothing runs
-        return lambda *a, **k: None
+    def __getattr__(self, name):  # system, magic, events, ...: nothing runs
+        return _Nothing()
 
 
 def notebook_namespace() -> dict:
