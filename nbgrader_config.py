@@ -36,3 +36,7 @@ c.ClearOutput.enabled = True
 # Autograde: a graded (test) cell a student deleted is put back from the gradebook and run, so the
 # deletion costs the student that part's points instead of silently skipping its tests.
 c.OverwriteCells.add_missing_cells = True
+
+# A test cell's hidden block runs the autograder's checks of its part (lab_autograder.in_notebook):
+# a training part's instrumented run may take up to its own 150 s CPU limit, past nbgrader's 30 s.
+c.Execute.timeout = 300

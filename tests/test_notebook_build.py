@@ -174,7 +174,10 @@ def test_parts_contract(source_nb):
         assert impl.metadata["nbgrader"]["solution"] and not impl.metadata["nbgrader"]["grade"]
         meta = test.metadata["nbgrader"]
         assert meta["grade"] and meta["locked"] and not meta["solution"] and meta["points"] == spec.points
-        assert "### BEGIN HIDDEN TESTS" in test.source and "### END HIDDEN TESTS" in test.source
+        hidden = test.source.split("### BEGIN HIDDEN TESTS\n")[1]
+        assert hidden.endswith("### END HIDDEN TESTS"), f"test_{part}: the hidden block is not last"
+        # the grader's own checks, the cell's value (nbgrader's partial credit): its last statement
+        assert hidden.splitlines()[-2] == f"grade_part({part!r}, globals(), points={spec.points!r})", hidden
         public = test.source.split("### BEGIN HIDDEN TESTS")[0]
         assert "assert" in public or "check_" in public, f"test_{part} has no public assert"
         row = next((ln for ln in parts_md.splitlines() if ln.startswith(f"| `{part}`")), None)
@@ -219,6 +222,14 @@ def test_builder_refuses_a_solution_in_a_given_cell(tmp_path):
 def test_builder_refuses_a_repeated_part(tmp_path):
     with pytest.raises(bn.BuildError, match="duplicate grade id|lacks \\(or repeats\\)"):
         bn.build(template_path=_template_with(tmp_path, "#@cell impl warmup_factor\n#@include scheduler:warmup_cosine_factor"))
+
+
+def test_builder_refuses_a_hand_written_hidden_block(tmp_path):
+    path = tmp_path / "t.py"
+    hand_written = "#@cell test warmup_factor\n### BEGIN HIDDEN TESTS\nassert 1\n### END HIDDEN TESTS\n"
+    path.write_text(bn.TEMPLATE.read_text().replace("#@cell test warmup_factor\n", hand_written))
+    with pytest.raises(bn.BuildError, match="hidden tests are the autograder's checks"):
+        bn.build(template_path=path)
 
 
 def test_builder_refuses_an_unknown_reference_object(tmp_path):

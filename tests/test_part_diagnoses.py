@@ -2,7 +2,8 @@
 correct variant of ``catalog.CORRECT`` runs through its part's probe (``worker.PROBES``) and grade
 (``parts.GRADERS``) in this process, without the sandbox. A bug must score below the solution on its
 part and name its symptom; a correct variant must score what the solution scores. The sandboxed
-catalog (``test_autograder_catalog.py``) stays the end-to-end check.
+catalog (``test_autograder_catalog.py``) stays the end-to-end check. Each case is named
+``<part>-<entry>``: ``pytest tests/test_part_diagnoses.py -k encoder_block`` is that part's test.
 
 The notebook's cells run except those that install, load data or train (the probes train what
 they need). Trusted checkpoint accuracy is the sandboxed catalog's: here no checkpoint is
@@ -104,7 +105,7 @@ def _solution_score(part) -> float:
 BUGS = [v for v in catalog.BUGS if v.part and v.checkpoint_edit is None]
 
 
-@pytest.mark.parametrize("bug", BUGS, ids=lambda v: v.id)
+@pytest.mark.parametrize("bug", BUGS, ids=lambda v: f"{v.part}-{v.id}")
 def test_each_bug_is_diagnosed_by_its_part(bug):
     pr = _grade(bug.apply(catalog.load_source()), bug.part)
     assert pr.score < _solution_score(bug.part), _text(pr)
@@ -123,9 +124,10 @@ def _touched(variant) -> list[str]:
     return [p for p in P.PART_ORDER if p in touched] or list(P.PART_ORDER)
 
 
-@pytest.mark.parametrize("variant", [v for v in catalog.CORRECT if v.checkpoint_edit is None], ids=lambda v: v.id)
-def test_each_correct_variant_scores_as_the_solution(variant):
-    nb = variant.apply(catalog.load_source())
-    for part in _touched(variant):
-        pr = _grade(nb, part)
-        assert pr.score == _solution_score(part), (part, _text(pr))
+CORRECT = [(v, part) for v in catalog.CORRECT if v.checkpoint_edit is None for part in _touched(v)]
+
+
+@pytest.mark.parametrize("variant,part", CORRECT, ids=[f"{p}-{v.id}" for v, p in CORRECT])
+def test_each_correct_variant_scores_as_the_solution(variant, part):
+    pr = _grade(variant.apply(catalog.load_source()), part)
+    assert pr.score == _solution_score(part), _text(pr)

@@ -66,6 +66,19 @@ def points_table() -> str:
     return "\n".join(["| part | points |", "|---|---|", *rows])
 
 
+def hidden_tests(part: str, points: float) -> str:
+    """A test cell's hidden block: the autograder's own checks of the part, whose score the cell
+    returns for nbgrader's partial credit (one owner per check: autograder/README.md)."""
+    return ("### BEGIN HIDDEN TESTS\n"
+            "try:  # the autograder's checks of this part\n"
+            "    from lab_autograder.in_notebook import grade_part\n"
+            "except ImportError as e:\n"
+            "    raise ImportError(\"the hidden tests are the autograder's checks: pip install -e <this \"\n"
+            "                      \"project's checkout> where nbgrader's kernel runs\") from e\n"
+            f"grade_part({part!r}, globals(), points={points!r})\n"
+            "### END HIDDEN TESTS")
+
+
 def release_url() -> str:
     """``[tool.transformer-lab] release_url`` of pyproject.toml: where the course publishes the release
     folder, from which the notebook's first cell fetches a missing given module (Colab). ``""``: nowhere."""
@@ -427,8 +440,10 @@ def build(partial: bool = False, template_path: Path = TEMPLATE) -> nbformat.Not
                     "schema_version": 3, "solution": role == "impl", "task": False}
             if role == "test":
                 meta["points"] = PARTS[key].points
-                if "### BEGIN HIDDEN TESTS" not in source:
-                    raise BuildError(f"test cell of {key!r} has no hidden tests block")
+                if "### BEGIN HIDDEN TESTS" in source:
+                    raise BuildError(f"test cell of {key!r}: hidden tests are the autograder's checks, "
+                                     "written by this build; remove the hand-written block")
+                new.source = source + "\n" + hidden_tests(key, PARTS[key].points)
             if role in ("impl", "test"):
                 part_cells[key][role] += 1
             if role == "impl" and source.count(BEGIN) != len(PARTS[key].targets):

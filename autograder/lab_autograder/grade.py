@@ -154,6 +154,44 @@ def load_features(spec, seed: int = 20240611) -> Features:
     return Features(feats, labels, spec, threshold, described, digest)
 
 
+def trusted_eval_data(features: Features, seed: int) -> dict:
+    """Each training part's test data ``(inputs, targets)``: made here, never shown to student code."""
+    rev = P.reverse_eval_data(seed)
+    data = {"train_reverse": (rev, rev.flip(-1)), "train_anomaly": (None, None)}
+    if features.feats is not None:
+        data["train_anomaly"] = P.anomaly_eval_sets(features.feats, features.labels, 1000, seed)
+    return data
+
+
+def measure_checkpoints(parts, ckpts: dict, eval_data: dict) -> dict:
+    """Accuracy of each submitted checkpoint (``{file name: bytes}``), evaluated in this process."""
+    res = {}
+    for part, fname in (("train_reverse", "reverse.ckpt"), ("train_anomaly", "anomaly.ckpt")):
+        if part in parts:
+            try:
+                res[part] = reference_accuracy(part, ckpts.get(fname), *eval_data[part])
+            except Exception as e:  # noqa: BLE001 - never let a checkpoint crash the grader
+                res[part] = (None, f"could not be evaluated ({type(e).__name__})")
+    return res
+
+
+def grade_outputs(part, inputs, out, points, trusted, features: Features) -> P.PartResult:
+    """A part's checks on its probe's outputs (and, for training, the grader's own accuracy)."""
+    try:
+        if part == "train_anomaly":
+            return P.GRADERS[part](inputs, out, points, trusted[part], features.threshold, features.described)
+        if part == "train_reverse":
+            return P.GRADERS[part](inputs, out, points, trusted[part])
+        return P.GRADERS[part](inputs, out, points)
+    except Exception as e:  # noqa: BLE001 - outputs of unexpected types earn nothing
+        if os.environ.get("LAB_AUTOGRADER_DEBUG"):
+            traceback.print_exc()
+        why = f"{type(e).__name__}: {str(e)[:200]}"
+        return P.PartResult.failed(
+            part, points, "outputs could be checked", "tensors of the expected kind", why
+        )
+
+
 def given_files(source: Path | None) -> dict[str, bytes]:
     """The given modules the notebook imports (``GIVEN_FILES``), read beside the points notebook: the
     assignment's own copies, which every job gets (a student's copy is never read)."""
@@ -203,12 +241,7 @@ class Grader:
         torch.set_num_threads(1)
         self.inputs = {part: P.INPUTS[part](settings.seed) for part in settings.parts}
         # the trusted evaluations' data stay in this process: the worker never sees them
-        rev = P.reverse_eval_data(settings.seed)
-        self.eval = {"train_reverse": (rev, rev.flip(-1)), "train_anomaly": (None, None)}
-        if self.features.feats is not None:
-            self.eval["train_anomaly"] = P.anomaly_eval_sets(
-                self.features.feats, self.features.labels, 1000, settings.seed
-            )
+        self.eval = trusted_eval_data(self.features, settings.seed)
         buf = io.BytesIO()
         torch.save(self.inputs, buf)
         self.inputs_bytes = buf.getvalue()
@@ -221,27 +254,7 @@ class Grader:
         return self.points.get(part, P.DEFAULT_POINTS[part])
 
     def _grade_part(self, part, out, trusted) -> P.PartResult:
-        pts = self._points(part)
-        try:
-            if part == "train_anomaly":
-                return P.GRADERS["train_anomaly"](
-                    self.inputs[part],
-                    out,
-                    pts,
-                    trusted[part],
-                    self.features.threshold,
-                    self.features.described,
-                )
-            if part == "train_reverse":
-                return P.GRADERS["train_reverse"](self.inputs[part], out, pts, trusted[part])
-            return P.GRADERS[part](self.inputs[part], out, pts)
-        except Exception as e:  # noqa: BLE001 - outputs of unexpected types earn nothing
-            if os.environ.get("LAB_AUTOGRADER_DEBUG"):
-                traceback.print_exc()
-            why = f"{type(e).__name__}: {str(e)[:200]}"
-            return P.PartResult.failed(
-                part, pts, "outputs could be checked", "tensors of the expected kind", why
-            )
+        return grade_outputs(part, self.inputs[part], out, self._points(part), trusted, self.features)
 
     def _lost_in_worker(self, part, outputs, trusted) -> bool:
         """Whether ``part`` failed a check decided from the worker's outputs (not the grader's own)."""
@@ -249,16 +262,7 @@ class Grader:
         return any(not c.passed and not c.trusted for c in pr.checks)
 
     def _trusted(self, ckpts: dict) -> dict:
-        """Accuracy of each submitted checkpoint, evaluated here on the grader's snapshot."""
-        res = {}
-        for part, fname in (("train_reverse", "reverse.ckpt"), ("train_anomaly", "anomaly.ckpt")):
-            if part in self.s.parts:
-                x, target = self.eval[part]
-                try:
-                    res[part] = reference_accuracy(part, ckpts.get(fname), x, target)
-                except Exception as e:  # noqa: BLE001 - never let a checkpoint crash the grader
-                    res[part] = (None, f"could not be evaluated ({type(e).__name__})")
-        return res
+        return measure_checkpoints(self.s.parts, ckpts, self.eval)
 
     def _read_launch(self, job: Job, out_dir: Path, names: list[str]) -> dict[str, dict]:
         got = {}

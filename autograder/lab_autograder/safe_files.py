@@ -68,20 +68,6 @@ def read_at(dir_fd: int, name: str, cap: int, owner: int | None = None) -> bytes
         os.close(fd)
 
 
-def read_path(root: Path, rel: str, cap: int) -> bytes:
-    """``root/rel`` read without following a link in ``rel`` (``root`` itself is the instructor's path)."""
-    parts = Path(rel).parts
-    fd = open_dir(root)
-    try:
-        for d in parts[:-1]:
-            nxt = open_dir(d, fd)
-            os.close(fd)
-            fd = nxt
-        return read_at(fd, parts[-1], cap)
-    finally:
-        os.close(fd)
-
-
 def entries(dir_fd: int) -> list[os.DirEntry]:
     """The folder's entries, sorted by name (``DirEntry.is_*`` with ``follow_symlinks=False``)."""
     with os.scandir(dir_fd) as it:

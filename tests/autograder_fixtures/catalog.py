@@ -124,6 +124,7 @@ class Variant:
 
 SDP, MHA, BLK, PE, WU = "impl_scaled_dot_product", "impl_multihead_attention", "impl_encoder_block", "impl_positional_encoding", "impl_warmup_factor"
 RL, TR, AP, AL, TA = "impl_reverse_loss", "impl_train_reverse", "impl_attention_plot", "impl_anomaly_loss", "impl_train_anomaly"
+PV = "impl_prediction_view"
 
 BUGS = [
     # issue 19, item 8: right on the plain cases, wrong where the hidden tests look
@@ -233,6 +234,24 @@ BUGS = [
     Variant("anomaly_binary_cross_entropy", "anomaly_loss",
             [(AL, "loss = F.cross_entropy(preds, labels)", "loss = F.binary_cross_entropy_with_logits(preds, F.one_hot(labels, preds.size(-1)).float())")],
             r"binary cross-entropy"),
+    # the notebook's own bug list before its hidden tests became the grader's (issue 21, item 3)
+    Variant("block_mlp_skipped", "encoder_block",
+            [(BLK, "x = self.norm2(x + self.dropout(self.linear_net(x)))", "x = self.norm2(x)")], r"linear_net\) is not applied"),
+    Variant("pe_wrong_base", "positional_encoding", [(PE, "-math.log(10000.0)", "-math.log(1000.0)")], r"10000\^\(2i/d\)"),
+    Variant("warmup_linear_decay", "warmup_factor",
+            [(WU, "factor = 0.5 * (1 + math.cos(math.pi * step / max_iters))", "factor = 1 - step / max_iters")], r"0\.5 \* \(1 \+ cos"),
+    Variant("reverse_loss_not_logged", "reverse_loss",
+            [(RL, 'self.log(f"{mode}_loss", loss)\n        self.log(f"{mode}_acc", acc)', "pass")], r"self\.log",
+            also=("train_reverse",)),  # its checkpoint callback monitors val_acc
+    Variant("plot_first_head_only", "attention_plot",
+            [(AP, "for col in range(num_heads):", "for col in range(1):")], r"2 x 3 grid"),
+    Variant("anomaly_softmax_over_the_batch", "anomaly_loss",
+            [(AL, "loss = F.cross_entropy(preds, labels)", "loss = F.nll_loss(F.log_softmax(preds, dim=0), labels)")],
+            r"over the batch axis"),
+    Variant("prediction_view_no_probabilities", "prediction_view",
+            [(PV, 'f"{i}: {100 * p[i]:.1f}%"', 'f"{i}"')], r"probability"),
+    Variant("prediction_view_wrong_batch_element", "prediction_view",
+            [(PV, "maps = [m[idx].detach()", "maps = [m[0].detach()")], r"maps of set 0"),
     Variant("train_anomaly_no_clipping", "train_anomaly",
             [(TA, "        gradient_clip_val=cfg.gradient_clip_val,\n", "")], r"gradient_clip_val"),
 ]
@@ -253,6 +272,137 @@ def as_embedding_checkpoint(name: str, data: bytes) -> bytes:
     torch.save(ck, buf)
     return buf.getvalue()
 
+
+#: the tutorial's own code (or close to it) for each part, each cell run right after the part's solution
+#: cell so that it replaces the reference's definitions
+TUTORIAL_CODE = {
+    SDP: """
+def scaled_dot_product(q, k, v, mask=None):
+    d_k = q.size()[-1]
+    attn_logits = torch.einsum("...qd,...kd->...qk", q, k) / d_k ** 0.5
+    if mask is not None:
+        attn_logits = attn_logits.masked_fill(mask == 0, torch.finfo(attn_logits.dtype).min)
+    attention = attn_logits.softmax(-1)
+    return attention @ v, attention
+""",
+    MHA: """
+def _forward(self, x, mask=None, return_attention=False):
+    batch_size, seq_length, _ = x.size()
+    qkv = self.qkv_proj(x)
+    qkv = qkv.reshape(batch_size, seq_length, self.num_heads, 3 * self.head_dim)
+    qkv = qkv.permute(0, 2, 1, 3)  # [Batch, Head, SeqLen, Dims]
+    q, k, v = qkv.chunk(3, dim=-1)
+    values, attention = scaled_dot_product(q, k, v, mask=mask)
+    values = values.permute(0, 2, 1, 3).reshape(batch_size, seq_length, self.embed_dim)
+    o = self.o_proj(values)
+    return (o, attention) if return_attention else o
+MultiheadAttention.forward = _forward
+""",
+    BLK: """
+def _forward(self, x, mask=None):
+    attn_out = self.self_attn(x, mask=mask)
+    x = x + self.dropout(attn_out)
+    x = self.norm1(x)
+    linear_out = self.linear_net(x)
+    x = x + self.dropout(linear_out)
+    x = self.norm2(x)
+    return x
+EncoderBlock.forward = _forward
+""",
+    PE: """
+def sinusoidal_table(max_len, d_model):
+    pe = torch.zeros(max_len, d_model)
+    position = torch.arange(0, max_len, dtype=torch.float).unsqueeze(1)
+    div_term = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
+    pe[:, 0::2] = torch.sin(position * div_term)
+    pe[:, 1::2] = torch.cos(position * div_term)
+    return pe
+def _forward(self, x):
+    x = x + self.pe[:, : x.size(1)]
+    return x
+PositionalEncoding.forward = _forward
+""",
+    WU: """
+def warmup_cosine_factor(step, warmup, max_iters):
+    lr_factor = 0.5 * (1 + np.cos(np.pi * step / max_iters))
+    if step <= warmup:
+        lr_factor *= step * 1.0 / warmup
+    return lr_factor
+""",
+    RL: """
+def _calculate_loss(self, batch, mode="train"):
+    inp_data, labels = batch
+    inp_data = F.one_hot(inp_data, num_classes=self.hparams.num_classes).float()
+    preds = self.forward(inp_data, add_positional_encoding=True)
+    loss = F.cross_entropy(preds.view(-1, preds.size(-1)), labels.view(-1))
+    acc = (preds.argmax(dim=-1) == labels).float().mean()
+    self.log(f"{mode}_loss", loss)
+    self.log(f"{mode}_acc", acc)
+    return loss, acc
+ReversePredictor._calculate_loss = _calculate_loss
+""",
+    AP: """
+def plot_attention_maps(input_data, attn_maps, idx=0, path=None):
+    if input_data is not None:
+        input_data = input_data[idx].detach().cpu().numpy()
+    else:
+        input_data = np.arange(attn_maps[0][idx].shape[-1])
+    attn_maps = [m[idx].detach().cpu().numpy() for m in attn_maps]
+    num_heads, num_layers, seq_len = attn_maps[0].shape[0], len(attn_maps), input_data.shape[0]
+    fig_size = 4 if num_heads == 1 else 3
+    fig, ax = plt.subplots(num_layers, num_heads, figsize=(num_heads * fig_size, num_layers * fig_size))
+    if num_layers == 1:
+        ax = [ax]
+    if num_heads == 1:
+        ax = [[a] for a in ax]
+    for row in range(num_layers):
+        for column in range(num_heads):
+            ax[row][column].imshow(attn_maps[row][column], origin="lower", vmin=0)
+            ax[row][column].set_xticks(list(range(seq_len)))
+            ax[row][column].set_xticklabels(input_data.tolist())
+            ax[row][column].set_yticks(list(range(seq_len)))
+            ax[row][column].set_yticklabels(input_data.tolist())
+            ax[row][column].set_title("Layer %i, Head %i" % (row + 1, column + 1))
+    fig.subplots_adjust(hspace=0.5)
+    if path is not None:
+        fig.savefig(path)
+    return fig
+""",
+    AL: """
+def _calculate_loss(self, batch, mode="train"):
+    img_sets, _, labels = batch
+    preds = self.forward(img_sets, add_positional_encoding=False)
+    preds = preds.squeeze(dim=-1)  # Shape: [Batch_size, set_size]
+    loss = F.cross_entropy(preds, labels)
+    acc = (preds.argmax(dim=-1) == labels).float().mean()
+    self.log(f"{mode}_loss", loss)
+    self.log(f"{mode}_acc", acc, on_step=False, on_epoch=True)
+    return loss, acc
+AnomalyPredictor._calculate_loss = _calculate_loss
+""",
+    PV: """
+def plot_anomaly_prediction(indices, probs, attn_maps, idx=0, images=None, path=None):
+    p = probs[idx].detach().cpu()
+    n, layers, heads = p.numel(), len(attn_maps), attn_maps[0].shape[1]
+    fig = plt.figure(figsize=(12, 2 + 3 * layers))
+    grid = fig.add_gridspec(1 + layers, max(n, heads))
+    for i in range(n):
+        ax = fig.add_subplot(grid[0, i])
+        if images is not None:
+            ax.imshow(images[int(indices[idx, i])])
+        ax.set_title(f"{p[i]:.2%}")
+        ax.axis("off")
+    for l in range(layers):
+        for h in range(heads):
+            ax = fig.add_subplot(grid[1 + l, h])
+            ax.imshow(attn_maps[l][idx, h].detach().cpu().numpy(), origin="lower")
+            ax.set_title(f"Layer {l + 1}, Head {h + 1}")
+    fig.suptitle(f"prediction: {int(p.argmax())}")
+    if path is not None:
+        fig.savefig(path)
+    return fig
+""",
+}
 
 CORRECT = [
     # issue 19, item 9: the lab sheet's other input layer, "a learned embedding ... nn.Embedding"
@@ -295,6 +445,7 @@ CORRECT = [
         (RL, "loss = F.cross_entropy(preds.view(-1, preds.size(-1)), labels.view(-1))",
          "loss = F.cross_entropy(preds.transpose(1, 2), labels)"),  # classes on dim 1: the same mean
     ]),
+    Variant("alt_tutorial_code", "", insert=list(TUTORIAL_CODE.items())),
     Variant("alt_explicit_heads_and_block", "", [
         (MHA, "q, k, v = qkv.transpose(1, 2).chunk(3, dim=-1)  # each (B, nh, T, hs)",
          "q = qkv[..., : self.head_dim].permute(0, 2, 1, 3)\n"

@@ -36,11 +36,26 @@ def _loss_checks(pr, out, exp_loss, exp_acc, diag_loss, diag_acc, what):
     pr.check(
         f"loss equals {what}"
         + stand_in_note(lgood, "correct model components", "yours are graded in their own parts"),
-        weight=1.25,
+        weight=1.0,
         ok=lgood,
         expected=f"{exp_loss:.4f} on the hidden batch",
         got=err or (f"{got:.4f}" if isinstance(got, float) else "no loss"),
         hint=lambda: diag_loss(got),
+    )
+    # a quarter of what the loss was worth: a run that logs its right loss earns what the loss did
+    pr.check(
+        "that loss and the accuracy are logged as val_loss and val_acc when mode='val'",
+        weight=0.25,
+        ok=any(out.get(f"{p}logs_val") == 1.0 for p in lgood),
+        expected="self.log of val_loss and val_acc",
+        got=err
+        or ("logged: " + (out.get("logged") or "nothing") if lgood else "the loss above is not right"),
+        hint=lambda: (
+            'self.log(f"{mode}_loss", loss) and self.log(f"{mode}_acc", acc): the checkpoint callback '
+            "monitors val_acc"
+            if lgood
+            else ""
+        ),
     )
     acc = out.get("iso_acc", out.get("acc"))
     pr.check(

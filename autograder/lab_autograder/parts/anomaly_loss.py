@@ -61,13 +61,6 @@ def grade_anomaly_loss(inp, out, points):
     def diag_acc(got):
         return "(preds.argmax(dim=-1) == labels).float().mean() with preds [B, SetSize]"
 
-    _loss_checks(
-        pr,
-        out,
-        loss,
-        acc,
-        diag_loss,
-        diag_acc,
-        "cross-entropy over the set dimension, no positional encoding",
-    )
+    what = "cross-entropy over the set dimension, no positional encoding"
+    _loss_checks(pr, out, loss, acc, diag_loss, diag_acc, what)
     return pr

@@ -104,7 +104,8 @@ def grade_multihead_attention(inp, out, points):
         "parameters qkv_proj (Linear input_dim -> 3*embed_dim) and o_proj (embed_dim -> embed_dim)",
         weight=0.5,
         ok=bool(runs) and all(out.get(f"{p}names_loaded") != 0.0 for p in RUNS),
-        expected="qkv_proj.weight [48, 12], o_proj.weight [16, 16] (input_dim 12, embed_dim 16, 4 heads)",
+        expected=", ".join(f"{k} {list(inp['state'][k].shape)}" for k in ("qkv_proj.weight", "o_proj.weight"))
+        + f" (input_dim {inp['input_dim']}, embed_dim {inp['embed_dim']}, {inp['num_heads']} heads)",
         got=out.get("params", "") or err,
         hint="keep the tutorial's module names so its checkpoints load",
     )
@@ -127,7 +128,7 @@ def grade_multihead_attention(inp, out, points):
             and close(out.get(f"{p}ret_out"), exp_out, 1e-4, 1e-5)
             for p in runs
         ),
-        expected="attention [2, 4, 6, 6], masked weights 0",
+        expected=f"attention {list(exp_matt.shape)}, masked weights 0",
         got=err or f"attention {describe(out.get('mask_attention'), exp_matt)}",
         hint=lambda: "pass mask to scaled_dot_product (it broadcasts over heads) and return (o, attention)",
     )

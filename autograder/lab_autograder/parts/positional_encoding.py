@@ -71,7 +71,7 @@ def grade_positional_encoding(inp, out, points):
     d, n = inp["d_model"], inp["max_len"]
     exp = ref().positional.sinusoidal_table(n, d)
     pr.check(
-        "sinusoidal_table(96, 48) equals sin/cos(pos / 10000^(2i/d)) (even dims sin, odd dims cos)",
+        f"sinusoidal_table({n}, {d}) equals sin/cos(pos / 10000^(2i/d)) (even dims sin, odd dims cos)",
         weight=0.75,
         ok=close(out.get("table"), exp, 1e-4, 1e-5),
         expected=f"[{n}, {d}] table",

@@ -53,13 +53,6 @@ def grade_reverse_loss(inp, out, points):
             "tokens"
         )
 
-    _loss_checks(
-        pr,
-        out,
-        loss,
-        acc,
-        diag_loss,
-        diag_acc,
-        "token-level cross-entropy over [B*T, C] (positional encoding on)",
-    )
+    what = "token-level cross-entropy over [B*T, C] (positional encoding on)"
+    _loss_checks(pr, out, loss, acc, diag_loss, diag_acc, what)
     return pr

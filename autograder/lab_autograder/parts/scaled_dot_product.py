@@ -159,7 +159,9 @@ def _shape_checks(pr, out, refs, err):
             for c in ("plain", "rect")
             for i, what in enumerate(("values", "attention"))
         ),
-        expected="values [2, 3, 5, 16] / attention [2, 3, 5, 5]; values [2, 4, 6] / attention [2, 4, 7]",
+        expected="; ".join(
+            f"values {list(refs[c][0].shape)} / attention {list(refs[c][1].shape)}" for c in ("plain", "rect")
+        ),
         got=err
         or f"values {shape_of(out.get('plain_values'))}, attention {shape_of(out.get('plain_attention'))}; "
         f"rectangular case: values {shape_of(out.get('rect_values'))}, attention "

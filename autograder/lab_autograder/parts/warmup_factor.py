@@ -60,47 +60,36 @@ def _warmup_diagnose(got, steps, w, n):
 
 
 def grade_warmup_factor(inp, out, points):
+    """The factor at hidden steps (diagnosed against a missing warm-up or decay, an off-by-one), the
+    scheduler's ``get_lr_factor`` and the learning rates it gives a real optimizer."""
     pr = PartResult("warmup_factor", points)
     steps, w, n = inp["steps"].tolist(), inp["warmup"], inp["max_iters"]
     exp = torch.tensor([_factor(s, w, n) for s in steps], dtype=torch.float64)
-    f_ok = close(out.get("factors"), exp, 1e-4, 1e-6)
-    pr.check(
-        "warmup_cosine_factor at 12 steps (warm-up 10, max_iters 100)",
-        weight=1.0,
-        ok=f_ok,
-        expected="0 at step 0, linear warm-up to ~1 at step 10, cosine to 0 at step 100",
-        got=errors_of(out, "function") or describe(out.get("factors"), exp),
-        hint="" if f_ok else _warmup_diagnose(out.get("factors"), steps, w, n),
+    lrs = torch.tensor(
+        [inp["base_lr"] * _factor(s, w, n) for s in range(inp["n_steps"])], dtype=torch.float64
     )
-    m_ok = close(out.get("method_factors"), exp, 1e-4, 1e-6)
+    pr.check(
+        f"warmup_cosine_factor at {len(steps)} steps (warm-up {w}, max_iters {n})",
+        weight=1.0,
+        ok=close(out.get("factors"), exp, 1e-4, 1e-6),
+        expected=f"0 at step 0, linear warm-up to ~1 at step {w}, cosine to 0 at step {n}",
+        got=errors_of(out, "function") or describe(out.get("factors"), exp),
+        hint=lambda: _warmup_diagnose(out.get("factors"), steps, w, n),
+    )
     pr.check(
         "CosineWarmupScheduler.get_lr_factor gives the same factors",
         weight=0.5,
-        ok=m_ok,
+        ok=close(out.get("method_factors"), exp, 1e-4, 1e-6),
         expected="same as above",
         got=errors_of(out, "scheduler") or describe(out.get("method_factors"), exp),
-        hint=(
-            ""
-            if m_ok
-            else "get_lr_factor(epoch) should return warmup_cosine_factor(epoch, self.warmup, "
-            "self.max_num_iters)"
-        ),
+        hint="get_lr_factor(epoch) must return warmup_cosine_factor(epoch, self.warmup, self.max_num_iters)",
     )
-    lrs_exp = torch.tensor(
-        [inp["base_lr"] * _factor(s, w, n) for s in range(inp["n_steps"])], dtype=torch.float64
-    )
-    l_ok = close(out.get("lrs"), lrs_exp, 1e-4, 1e-7)
     pr.check(
         "on a real optimizer the learning rate at step t is base_lr * factor(t)",
         weight=0.5,
-        ok=l_ok,
+        ok=close(out.get("lrs"), lrs, 1e-4, 1e-7),
         expected="base_lr * factor per step",
-        got=errors_of(out, "scheduler") or describe(out.get("lrs"), lrs_exp),
-        hint=(
-            ""
-            if l_ok
-            else "get_lr must return [base_lr * self.get_lr_factor(self.last_epoch) for base_lr in "
-            "self.base_lrs]"
-        ),
+        got=errors_of(out, "scheduler") or describe(out.get("lrs"), lrs),
+        hint="get_lr returns [base_lr * self.get_lr_factor(self.last_epoch) for base_lr in self.base_lrs]",
     )
     return pr

@@ -35,9 +35,21 @@ def param_summary(model):
     return ", ".join(f"{k} {list(v.shape)}" for k, v in model.state_dict().items())[:600]
 
 
-def no_log(model):
-    """``self.log`` outside a Trainer only warns; make it silent and harmless."""
+def load_named(model, state, out, prefix):
+    """The grader's weights into ``model`` (then eval mode), recording its parameter names and
+    whether the weights fit them (``names_loaded``)."""
+    out[f"{prefix}params"] = param_summary(model)
+    out[f"{prefix}names_loaded"] = 0.0
+    load_state(model, state)
+    out[f"{prefix}names_loaded"] = 1.0
+    model.eval()
+
+
+def record_log(model) -> list:
+    """``self.log`` outside a Trainer only warns: record the names logged instead."""
+    names = []
     try:
-        model.log = lambda *a, **k: None
+        model.log = lambda name, *a, **k: names.append(str(name)[:40])
     except Exception:  # noqa: BLE001
         pass
+    return names

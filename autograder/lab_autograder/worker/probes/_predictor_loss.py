@@ -4,7 +4,7 @@ and its ``_calculate_loss`` on one batch."""
 import torch
 
 from ..harness import as_float, need
-from ..models import load_state, no_log
+from ..models import load_state, record_log
 
 
 def predictor_loss(cls_name):
@@ -31,7 +31,7 @@ def _loss_outputs(ns, inp, out, cls_name, prefix):
     model = cls(**hp)
     load_state(model, inp["state"])
     model.eval()
-    no_log(model)
+    logged = record_log(model)
     batch = tuple(t.clone() for t in inp["batch"])
     with torch.no_grad():
         res = model._calculate_loss(batch, mode="val")
@@ -39,3 +39,5 @@ def _loss_outputs(ns, inp, out, cls_name, prefix):
         raise TypeError(f"_calculate_loss must return (loss, acc), got {type(res).__name__}")
     out[f"{prefix}loss"] = as_float(res[0], "loss")
     out[f"{prefix}acc"] = as_float(res[1], "acc")
+    out[f"{prefix}logged"] = ", ".join(sorted(set(logged)))[:200]
+    out[f"{prefix}logs_val"] = float({"val_loss", "val_acc"} <= set(logged))
