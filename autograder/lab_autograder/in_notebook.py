@@ -39,17 +39,20 @@ def _as_the_worker_runs():
         torch.set_num_threads(threads)
 
 
-def _trusted(part, seed) -> tuple[dict, object]:
-    """The grader's own accuracy of ``checkpoints/<task>.ckpt`` beside the notebook, on the features
-    the notebook trains on (``TL_FEATURES``, else the synthetic ones)."""
-    features = load_features(os.environ.get("TL_FEATURES") or "synthetic", seed)
+def _trusted(part, ns, seed) -> tuple[dict, object]:
+    """The grader's own accuracy of ``checkpoints/<task>.ckpt`` beside the notebook. The anomaly
+    part's test features are those the notebook itself reads (its settings cell's ``FEATURE_FILE``,
+    when it found one: ``ANOMALY_SOURCE == "cifar"``), else the synthetic ones."""
+    path = ns.get("FEATURE_FILE")
+    found = ns.get("ANOMALY_SOURCE") == "cifar" and isinstance(path, str) and os.path.isfile(path)
+    features = load_features(path if found else "synthetic", seed) if part == "train_anomaly" else None
+    fname = {"train_reverse": "reverse.ckpt", "train_anomaly": "anomaly.ckpt"}[part]
     ckpts = {}
-    for fname in ("reverse.ckpt", "anomaly.ckpt"):
-        path = os.path.join("checkpoints", fname)
-        if os.path.isfile(path):
-            with open(path, "rb") as f:
-                ckpts[fname] = f.read()
-    return measure_checkpoints([part], ckpts, trusted_eval_data(features, seed)), features
+    if os.path.isfile(os.path.join("checkpoints", fname)):
+        with open(os.path.join("checkpoints", fname), "rb") as f:
+            ckpts[fname] = f.read()
+    eval_data = trusted_eval_data(features or load_features(None), seed)
+    return measure_checkpoints([part], ckpts, eval_data), features
 
 
 def grade_part(part: str, ns: dict, points: float, seed: int = SEED) -> float:
@@ -65,7 +68,7 @@ def grade_part(part: str, ns: dict, points: float, seed: int = SEED) -> float:
             out = worker.run_probe(
                 ns, {part: inputs}, part, "student", {}, set(), P.DEPENDS, worker.Out(45.0, 150.0, work=work)
             )
-            trusted, features = _trusted(part, seed) if part.startswith("train_") else ({}, None)
+            trusted, features = _trusted(part, ns, seed) if part.startswith("train_") else ({}, None)
             pr = grade_outputs(part, inputs, dict(out), points, trusted, features)
             if pr.score < points and part in ISO_STAGE:
                 stand_ins = oracle_source(dict(STAGES)[ISO_STAGE[part]])  # as the stage iso_* holds them
