@@ -90,3 +90,16 @@ def test_no_grader_function_is_longer_than_60_lines():
             for n in ast.walk(ast.parse(p.read_text()))
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60]
     assert not long, long
+
+
+def test_every_parts_inputs_and_checks_say_what_they_are():
+    """Each part's ``inputs_<part>`` and ``grade_<part>`` has a docstring: what the grader chooses, and
+    what it checks, read without the code."""
+    from lab_autograder.registry import PARTS
+
+    missing = []
+    for name in PARTS:
+        tree = ast.parse((ROOT / "autograder" / "lab_autograder" / "parts" / f"{name}.py").read_text())
+        funcs = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
+        missing += [f"{name}: {fn}" for fn in (f"inputs_{name}", f"grade_{name}") if not ast.get_docstring(funcs[fn])]
+    assert not missing, missing

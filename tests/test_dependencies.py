@@ -35,7 +35,7 @@ def _sources(*globs) -> dict[str, str]:
 def _local() -> set[str]:
     """Our own modules: the packages, and every script folder's files (imported by path)."""
     mine = {"transformer_lab", "lab_autograder", "tutorial6", "autograder_fixtures", "lab_data"}
-    for folder in ("tests", "tests/autograder_fixtures", "tools", "benchmarks"):
+    for folder in ("tests", "tests/autograder_fixtures", "tests/parts", "tools", "benchmarks"):
         mine |= {f.stem for f in (ROOT / folder).glob("*.py")}
     return mine
 

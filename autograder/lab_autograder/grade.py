@@ -45,10 +45,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SOURCE = PROJECT_ROOT / "source" / "transformer_lab" / "transformer_lab.ipynb"
 
 ISO_STAGE = {name: part.iso_stage for name, part in PARTS.items() if part.iso_stage}
-ISO_KEYS = re.compile(r"^(iso_|error_isolated$|error_iso_training$)")
 #: what the feedback says of an error in a stand-in stage, whatever its text was: code that shares a
 #: process with stand-ins must not get words of its choosing (a payload) into the feedback
 ISO_ERROR = "failed again when re-run on correct components (that run's messages are not shown)"
+
+
+def stand_in_run(out: dict) -> dict:
+    """A stand-in stage's outputs as the checks may read them: its numbers, and no words."""
+    return {k: ISO_ERROR if isinstance(v, str) else v for k, v in out.items()}
+
+
 #: pauses before the relaunches of a launch that failed in the grader's own machinery
 RETRY_BACKOFF = (1.0, 4.0, 10.0)
 #: key of the student's own code in a graded result: written to OUT/<student>/own_code.py, for the
@@ -175,14 +181,17 @@ def measure_checkpoints(parts, ckpts: dict, eval_data: dict) -> dict:
     return res
 
 
-def grade_outputs(part, inputs, out, points, trusted, features: Features) -> P.PartResult:
-    """A part's checks on its probe's outputs (and, for training, the grader's own accuracy)."""
+def grade_outputs(part, inputs, runs, points, trusted, features: Features) -> P.PartResult:
+    """A part's checks on its probe's outputs (``runs``: ``{"student": ...}``, and ``"iso"``, the
+    stand-in stage's, when it ran) and, for training, the grader's own accuracy."""
+    out, iso = runs.get("student", {}), ({"iso": runs.get("iso", {})} if part in ISO_STAGE else {})
     try:
         if part == "train_anomaly":
-            return P.GRADERS[part](inputs, out, points, trusted[part], features.threshold, features.described)
+            extra = (trusted[part], features.threshold, features.described)
+            return P.GRADERS[part](inputs, out, points, *extra, **iso)
         if part == "train_reverse":
-            return P.GRADERS[part](inputs, out, points, trusted[part])
-        return P.GRADERS[part](inputs, out, points)
+            return P.GRADERS[part](inputs, out, points, trusted[part], **iso)
+        return P.GRADERS[part](inputs, out, points, **iso)
     except Exception as e:  # noqa: BLE001 - outputs of unexpected types earn nothing
         if os.environ.get("LAB_AUTOGRADER_DEBUG"):
             traceback.print_exc()
@@ -253,8 +262,8 @@ class Grader:
     def _points(self, part):
         return self.points.get(part, P.DEFAULT_POINTS[part])
 
-    def _grade_part(self, part, out, trusted) -> P.PartResult:
-        return grade_outputs(part, self.inputs[part], out, self._points(part), trusted, self.features)
+    def _grade_part(self, part, runs, trusted) -> P.PartResult:
+        return grade_outputs(part, self.inputs[part], runs, self._points(part), trusted, self.features)
 
     def _lost_in_worker(self, part, outputs, trusted) -> bool:
         """Whether ``part`` failed a check decided from the worker's outputs (not the grader's own)."""
@@ -469,20 +478,11 @@ class Grader:
                     job.drop("oracles.py")
                 meta["stages"].append(stage)
                 got = self._stage(job, stage, probes, labeled, ckpts, skip, hung, notes, meta)
-                for part, out in got.items():
+                for part, out in got.items():  # each run its own dict: no stage writes another's
                     if stage == "student":
-                        outputs[part] = {k: v for k, v in out.items() if not ISO_KEYS.match(k)}
+                        outputs[part] = {"student": out}
                     else:  # a stand-in stage's words are never shown: its process held grader code
-                        base = outputs.setdefault(part, {})
-                        base.update(
-                            {
-                                k: ISO_ERROR if isinstance(v, str) else v
-                                for k, v in out.items()
-                                if ISO_KEYS.match(k)
-                            }
-                        )
-                        if "error_probe" in out:
-                            base.setdefault("error_isolated", ISO_ERROR)
+                        outputs.setdefault(part, {"student": {}})["iso"] = stand_in_run(out)
         finally:
             if os.environ.get("LAB_AUTOGRADER_KEEP"):
                 print(f"kept {job.dir} (LAB_AUTOGRADER_KEEP)")
@@ -521,8 +521,9 @@ class Grader:
                     part, self._points(part), "notebook graded", "a readable notebook", why
                 )
                 continue
-            out = outputs.get(part, {"error_probe": "not run"})
-            pr = self._grade_part(part, out, trusted)
+            runs = outputs.get(part, {"student": {"error_probe": "not run"}})
+            out = runs["student"]
+            pr = self._grade_part(part, runs, trusted)
             if "error_probe" in out and all(not c.passed for c in pr.checks):
                 pr.note = (pr.note + " " if pr.note else "") + str(out["error_probe"])
             results[part] = pr

@@ -17,7 +17,8 @@ import tempfile
 import torch
 
 from . import parts as P
-from .grade import ISO_STAGE, Settings, grade_outputs, load_features, measure_checkpoints, trusted_eval_data
+from .grade import ISO_STAGE, Settings, grade_outputs, load_features, measure_checkpoints, stand_in_run
+from .grade import trusted_eval_data
 from .oracles import oracle_source
 from .registry import STAGES
 
@@ -55,6 +56,12 @@ def _trusted(part, ns, seed) -> tuple[dict, object]:
     return measure_checkpoints([part], ckpts, eval_data), features
 
 
+def _probe(worker, ns, part, inputs, variant, oracles, work) -> dict:
+    """One run of the part's probe (``variant``: the student's own, or ``iso`` on ``oracles``)."""
+    out = worker.Out(45.0, 150.0, work=work)
+    return dict(worker.run_probe(ns, {part: inputs}, part, variant, oracles, set(), P.DEPENDS, out))
+
+
 def grade_part(part: str, ns: dict, points: float, seed: int = SEED) -> float:
     """Probe and grade ``part`` on the notebook's namespace ``ns``, print what failed, and return
     the score (0..``points``). A part that lost points is re-run on correct stand-ins of the parts
@@ -65,17 +72,15 @@ def grade_part(part: str, ns: dict, points: float, seed: int = SEED) -> float:
         from .worker.stand_ins import oracles_from
 
         with tempfile.TemporaryDirectory() as work:
-            out = worker.run_probe(
-                ns, {part: inputs}, part, "student", {}, set(), P.DEPENDS, worker.Out(45.0, 150.0, work=work)
-            )
+            runs = {"student": _probe(worker, ns, part, inputs, "student", {}, work)}
             trusted, features = _trusted(part, ns, seed) if part.startswith("train_") else ({}, None)
-            pr = grade_outputs(part, inputs, dict(out), points, trusted, features)
+            pr = grade_outputs(part, inputs, runs, points, trusted, features)
             if pr.score < points and part in ISO_STAGE:
                 stand_ins = oracle_source(dict(STAGES)[ISO_STAGE[part]])  # as the stage iso_* holds them
-                worker.run_probe(
-                    ns, {part: inputs}, part, "iso", oracles_from(stand_ins), set(), P.DEPENDS, out
+                runs["iso"] = stand_in_run(
+                    _probe(worker, ns, part, inputs, "iso", oracles_from(stand_ins), work)
                 )
-                pr = grade_outputs(part, inputs, dict(out), points, trusted, features)
+                pr = grade_outputs(part, inputs, runs, points, trusted, features)
     for c in pr.checks:
         if not c.passed:
             print(

@@ -1,6 +1,7 @@
 """Submissions for the autograder's tests, all derived from the source notebook by small text edits.
 
-* ``BUGS``: realistic student bugs, each in one part, with the symptom its feedback must name;
+* ``BUGS``: realistic student bugs, each in one part, with the symptom its feedback must name (each
+  part's in its own test file, ``tests/parts/test_<part>.py``);
 * ``CORRECT``: correct solutions written differently (einsum, SDPA, another reshape, ...);
 * ``HOSTILE``: submissions that attack or break the grader.
 
@@ -126,135 +127,31 @@ SDP, MHA, BLK, PE, WU = "impl_scaled_dot_product", "impl_multihead_attention", "
 RL, TR, AP, AL, TA = "impl_reverse_loss", "impl_train_reverse", "impl_attention_plot", "impl_anomaly_loss", "impl_train_anomaly"
 PV = "impl_prediction_view"
 
-BUGS = [
-    # issue 19, item 8: right on the plain cases, wrong where the hidden tests look
-    Variant("sdp_detach_inf_not_mask", "scaled_dot_product", [
-        (SDP, "    d_k = q.size(-1)\n", "    q, k, v = q.detach(), k.detach(), v.detach()\n    d_k = q.size(-1)\n"),
-        (SDP, "attn_logits = attn_logits.masked_fill(mask == 0, mask_fill_value(attn_logits.dtype))",
-         "attn_logits = attn_logits.masked_fill(~mask, float('-inf'))"),
-    ], r"integer mask.*fully masked row.*gradients"),
-    # issue 19, item 9: separate q/k/v layers lose MHA's name points, and nothing in the parts built on it
-    Variant("mha_separate_qkv_layers", "multihead_attention", [
-        (MHA, "        self.qkv_proj = nn.Linear(input_dim, 3 * embed_dim)\n",
-         "        self.q_proj, self.k_proj, self.v_proj = (nn.Linear(input_dim, embed_dim) for _ in range(3))\n"),
-        (MHA, "        nn.init.xavier_uniform_(self.qkv_proj.weight)\n        nn.init.zeros_(self.qkv_proj.bias)\n",
-         "        for lin in (self.q_proj, self.k_proj, self.v_proj):\n            nn.init.xavier_uniform_(lin.weight)\n"
-         "            nn.init.zeros_(lin.bias)\n"),
-        (MHA, "qkv = self.qkv_proj(x).reshape(B, T, self.num_heads, 3 * self.head_dim)\n",
-         "heads = lambda t: t.reshape(B, T, self.num_heads, self.head_dim).transpose(1, 2)\n"),
-        (MHA, "q, k, v = qkv.transpose(1, 2).chunk(3, dim=-1)  # each (B, nh, T, hs)",
-         "q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))"),
-    ], r"parameter names|qkv_proj"),
-    Variant("sdp_tutorial_fill_value", "scaled_dot_product", [
-        (SDP, "attn_logits = attn_logits.masked_fill(mask == 0, mask_fill_value(attn_logits.dtype))",
-         "attn_logits = attn_logits.masked_fill(mask == 0, -9e15)"),
-    ], r"-9e15 overflows in float16"),
-    Variant("sdp_no_scale", "scaled_dot_product",
-            [(SDP, "torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(d_k)", "torch.matmul(q, k.transpose(-2, -1))")],
-            r"not divided by sqrt\(d_k\)"),
-    Variant("sdp_softmax_wrong_axis", "scaled_dot_product",
-            [(SDP, "attention = F.softmax(attn_logits, dim=-1)", "attention = F.softmax(attn_logits, dim=-2)")],
-            r"wrong axis"),
-    Variant("sdp_mask_ignored", "scaled_dot_product",
-            [(SDP, "attn_logits = attn_logits.masked_fill(mask == 0,", "attn_logits.masked_fill(mask == 0,")],
-            r"mask is ignored"),
-    Variant("sdp_mask_inverted", "scaled_dot_product",
-            [(SDP, "masked_fill(mask == 0,", "masked_fill(mask == 1,")], r"mask is inverted"),
-    Variant("sdp_mask_after_softmax", "scaled_dot_product",
-            [(SDP, "attn_logits = attn_logits.masked_fill(mask == 0, mask_fill_value(attn_logits.dtype))", "pass"),
-             (SDP, "attention = F.softmax(attn_logits, dim=-1)",
-              "attention = F.softmax(attn_logits, dim=-1)\n    if mask is not None:\n"
-              "        attention = attention.masked_fill(mask == 0, 0.0)")],
-            r"applied after the softmax"),
-    Variant("mha_heads_merged_wrong", "multihead_attention",
-            [(MHA, "values = values.transpose(1, 2).reshape(B, T, self.embed_dim)", "values = values.reshape(B, T, self.embed_dim)")],
-            r"merged without moving the head axis"),
-    Variant("mha_no_output_projection", "multihead_attention",
-            [(MHA, "o = self.o_proj(values)", "o = values")], r"o_proj is not applied"),
-    Variant("mha_stacked_qkv_layout", "multihead_attention",
-            [(MHA, "q, k, v = qkv.transpose(1, 2).chunk(3, dim=-1)",
-              "q, k, v = (t.reshape(B, T, self.num_heads, self.head_dim).transpose(1, 2) "
-              "for t in self.qkv_proj(x).chunk(3, dim=-1))")],
-            r"split over the whole projection"),
-    Variant("mha_mask_not_passed", "multihead_attention",
-            [(MHA, "values, attention = scaled_dot_product(q, k, v, mask=mask)", "values, attention = scaled_dot_product(q, k, v)")],
-            r"pass mask to scaled_dot_product"),
-    Variant("block_no_attention_residual", "encoder_block",
-            [(BLK, "x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)))",
-              "x = self.norm1(self.dropout(self.self_attn(x, mask=mask)))")],
-            r"residual connection around the attention is missing"),
-    Variant("block_no_mlp_residual", "encoder_block",
-            [(BLK, "x = self.norm2(x + self.dropout(self.linear_net(x)))", "x = self.norm2(self.dropout(self.linear_net(x)))")],
-            r"residual connection around the MLP is missing"),
-    Variant("block_pre_ln", "encoder_block",
-            [(BLK, "x = self.norm1(x + self.dropout(self.self_attn(x, mask=mask)))",
-              "x = x + self.dropout(self.self_attn(self.norm1(x), mask=mask))"),
-             (BLK, "x = self.norm2(x + self.dropout(self.linear_net(x)))", "x = x + self.dropout(self.linear_net(self.norm2(x)))")],
-            r"pre-LN"),
-    Variant("block_mask_not_passed", "encoder_block",
-            [(BLK, "self.self_attn(x, mask=mask)", "self.self_attn(x)")], r"pass mask=mask to self.self_attn"),
-    Variant("pe_sin_cos_swapped", "positional_encoding",
-            [(PE, "pe[:, 0::2] = torch.sin(position * div_term)", "pe[:, 0::2] = torch.cos(position * div_term)"),
-             (PE, "pe[:, 1::2] = torch.cos(position * div_term[: d_model // 2])", "pe[:, 1::2] = torch.sin(position * div_term[: d_model // 2])")],
-            r"sin and cos are swapped"),
-    Variant("pe_result_discarded", "positional_encoding",
-            [(PE, "return x + self.pe[:, : x.size(1)].to(x.dtype)", "x + self.pe[:, : x.size(1)].to(x.dtype)\n        return x")],
-            r"returns its input unchanged"),
-    Variant("warmup_off_by_one", "warmup_factor",
-            [(WU, "factor *= step / warmup", "factor *= (step + 1) / warmup")], r"off by one"),
-    Variant("warmup_missing", "warmup_factor",
-            [(WU, "    if step <= warmup:\n        factor *= step / warmup\n", "")], r"warm-up .* is missing"),
-    Variant("reverse_loss_without_positional_encoding", "reverse_loss",
-            [(RL, "preds = self.forward(inp_data, add_positional_encoding=True)", "preds = self.forward(inp_data, add_positional_encoding=False)")],
-            r"without positional encoding"),
-    Variant("reverse_loss_wrong_axis", "reverse_loss",
-            [(RL, "loss = F.cross_entropy(preds.view(-1, preds.size(-1)), labels.view(-1))", "loss = F.cross_entropy(preds, labels)")],
-            r"over all B\*T tokens", also=("train_reverse",)),
-    Variant("reverse_accuracy_wrong_axis", "reverse_loss",
-            [(RL, "acc = (preds.argmax(dim=-1) == labels).float().mean()", "acc = (preds.argmax(dim=1) == labels).float().mean()")],
-            r"argmax over the class axis", also=("train_reverse",)),
-    Variant("train_reverse_no_clipping", "train_reverse",
-            [(TR, "        gradient_clip_val=cfg.gradient_clip_val,\n", "")], r"gradient_clip_val"),
-    Variant("train_reverse_last_epoch_checkpoint", "train_reverse",
-            [(TR, 'save_weights_only=True,\n                                 mode="max", monitor="val_acc", enable_version_counter=False)',
-              'save_weights_only=True,\n                                 enable_version_counter=False)')],
-            r"\(the last one\)"),
-    Variant("train_reverse_returns_last_model", "train_reverse",
-            [(TR, "        model = ReversePredictor.load_from_checkpoint(checkpoint.best_model_path)\n", "")],
-            r"model of epoch 3 of 3 \(the last one\)"),
-    Variant("plot_rows_columns_swapped", "attention_plot",
-            [(AP, "fig.subplots(num_layers, num_heads, squeeze=False)", "fig.subplots(num_heads, num_layers, squeeze=False)"),
-             (AP, "ax = axes[row, col]", "ax = axes[col, row]")],
-            r"rows and columns are swapped"),
-    Variant("plot_wrong_batch_element", "attention_plot",
-            [(AP, "maps = [m[idx].detach()", "maps = [m[0].detach()")], r"batch element 0"),
-    Variant("anomaly_positional_encoding_added", "anomaly_loss",
-            [(AL, "preds = self.forward(img_sets, add_positional_encoding=False)", "preds = self.forward(img_sets, add_positional_encoding=True)")],
-            r"positional encoding is added to the set"),
-    Variant("anomaly_binary_cross_entropy", "anomaly_loss",
-            [(AL, "loss = F.cross_entropy(preds, labels)", "loss = F.binary_cross_entropy_with_logits(preds, F.one_hot(labels, preds.size(-1)).float())")],
-            r"binary cross-entropy"),
-    # the notebook's own bug list before its hidden tests became the grader's (issue 21, item 3)
-    Variant("block_mlp_skipped", "encoder_block",
-            [(BLK, "x = self.norm2(x + self.dropout(self.linear_net(x)))", "x = self.norm2(x)")], r"linear_net\) is not applied"),
-    Variant("pe_wrong_base", "positional_encoding", [(PE, "-math.log(10000.0)", "-math.log(1000.0)")], r"10000\^\(2i/d\)"),
-    Variant("warmup_linear_decay", "warmup_factor",
-            [(WU, "factor = 0.5 * (1 + math.cos(math.pi * step / max_iters))", "factor = 1 - step / max_iters")], r"0\.5 \* \(1 \+ cos"),
-    Variant("reverse_loss_not_logged", "reverse_loss",
-            [(RL, 'self.log(f"{mode}_loss", loss)\n        self.log(f"{mode}_acc", acc)', "pass")], r"self\.log",
-            also=("train_reverse",)),  # its checkpoint callback monitors val_acc
-    Variant("plot_first_head_only", "attention_plot",
-            [(AP, "for col in range(num_heads):", "for col in range(1):")], r"2 x 3 grid"),
-    Variant("anomaly_softmax_over_the_batch", "anomaly_loss",
-            [(AL, "loss = F.cross_entropy(preds, labels)", "loss = F.nll_loss(F.log_softmax(preds, dim=0), labels)")],
-            r"over the batch axis"),
-    Variant("prediction_view_no_probabilities", "prediction_view",
-            [(PV, 'f"{i}: {100 * p[i]:.1f}%"', 'f"{i}"')], r"probability"),
-    Variant("prediction_view_wrong_batch_element", "prediction_view",
-            [(PV, "maps = [m[idx].detach()", "maps = [m[0].detach()")], r"maps of set 0"),
-    Variant("train_anomaly_no_clipping", "train_anomaly",
-            [(TA, "        gradient_clip_val=cfg.gradient_clip_val,\n", "")], r"gradient_clip_val"),
-]
+#: the catalogued bugs, one test file per part: ``tests/parts/test_<part>.py`` holds its part's ``BUGS``
+PARTS_TESTS = ROOT / "tests" / "parts"
+
+
+def all_bugs() -> list:
+    """Every part's bugs, in the registry's order, read from the parts' test files (they import this
+    module, so it cannot import them while it loads)."""
+    import importlib
+    import sys
+
+    from lab_autograder.registry import PARTS
+
+    if str(PARTS_TESTS) not in sys.path:
+        sys.path.insert(0, str(PARTS_TESTS))
+    bugs = [b for part in PARTS for b in importlib.import_module(f"test_{part}").BUGS]
+    assert len({b.id for b in bugs}) == len(bugs), "two catalogued bugs share an id"
+    return bugs
+
+
+def __getattr__(name):
+    """``catalog.BUGS``: ``all_bugs()``, gathered on first use."""
+    if name != "BUGS":
+        raise AttributeError(name)
+    globals()["BUGS"] = bugs = all_bugs()
+    return bugs
 
 def as_embedding_checkpoint(name: str, data: bytes) -> bytes:
     """The reverse checkpoint as a model with an ``nn.Embedding`` input layer would hold it: the same
@@ -806,7 +703,7 @@ def build_all(root: Path, ckpts: dict, *, out: Path, marker: Path, kinds=("solut
     if "release" in kinds:
         write_submission(root, "release", release_like(), {})
         made["release"] = ("release", None)
-    for kind, entries in (("bugs", BUGS), ("correct", CORRECT)):
+    for kind, entries in (("bugs", all_bugs()), ("correct", CORRECT)):
         if kind not in kinds:
             continue
         for v in entries:

@@ -59,20 +59,23 @@ def main(workdir: str) -> None:
     os.chdir(workdir)
     for part in P.PART_ORDER:
         inp = P.INPUTS[part](20240611)
-        out = W.Out(work=workdir)
+        out, iso = W.Out(work=workdir), W.Out(work=workdir)  # the two runs, each its own outputs
         W.PROBES[part](ns, inp, out)
+        rec, kw = Recorder(out), {}
         if part in W.ISO_PROBES:
-            W.ISO_PROBES[part](ns, inp, out, oracles)
-        rec = Recorder(out)
+            W.ISO_PROBES[part](ns, inp, iso, oracles)
+            kw["iso"] = rec_iso = Recorder(iso)
         pts = P.DEFAULT_POINTS[part]
         if part == "train_reverse":
-            pr = P.GRADERS["train_reverse"](inp, rec, pts, (1.0, ""))
+            pr = P.GRADERS["train_reverse"](inp, rec, pts, (1.0, ""), **kw)
         elif part == "train_anomaly":
-            pr = P.GRADERS["train_anomaly"](inp, rec, pts, (1.0, ""), P.ANOMALY_THRESHOLD, "test features")
+            pr = P.GRADERS["train_anomaly"](inp, rec, pts, (1.0, ""), P.ANOMALY_THRESHOLD, "test features", **kw)
         else:
-            pr = P.GRADERS[part](inp, rec, pts)
+            pr = P.GRADERS[part](inp, rec, pts, **kw)
         report[part] = {"written": sorted(out), "read": sorted(rec.read), "score": pr.score, "points": pts,
                         "failed": [c.name for c in pr.checks if not c.passed]}
+        if kw:  # the run on stand-ins writes what the student's run writes, and is read as it is
+            report[part].update(iso_written=sorted(iso), iso_read=sorted(rec_iso.read))
     print(json.dumps(report))
 
 

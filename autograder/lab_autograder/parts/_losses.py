@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import _gen, errors_of, num_close, ref, runs_with, stand_in_note
+from .base import _gen, errors_of, num_close, preferred, ref, runs_with, stand_in_note
 
 
 def _seeded_state(model, g):
@@ -26,13 +26,15 @@ def _seeded_model(seed, cls: str, **hp):
     return g, hp, _seeded_state(getattr(ref(), cls)(**hp), g)
 
 
-def _loss_checks(pr, out, exp_loss, exp_acc, diag_loss, diag_acc, what):
+def _loss_checks(pr, runs, exp_loss, exp_acc, diag_loss, diag_acc, what):
     """The loss and the accuracy of ``_calculate_loss`` on the hidden batch, from the student's run or
-    the one on correct components; ``diag_*(got)``: what the wrong number most likely comes from."""
+    the one on correct components (``runs``, see ``both_runs``); ``diag_*(got)``: what the wrong
+    number most likely comes from."""
+    out = runs["student"]
     err = errors_of(out, "student")
-    runs = runs_with(out, "loss", float)
-    lgood = [p for p in runs if num_close(out.get(f"{p}loss"), exp_loss, 1e-4)]
-    got = out.get("iso_loss", out.get("loss"))
+    ran = runs_with(runs, "loss", float)
+    lgood = [p for p in ran if num_close(runs[p].get("loss"), exp_loss, 1e-4)]
+    got = preferred(runs, "loss")
     pr.check(
         f"loss equals {what}"
         + stand_in_note(lgood, "correct model components", "yours are graded in their own parts"),
@@ -46,7 +48,7 @@ def _loss_checks(pr, out, exp_loss, exp_acc, diag_loss, diag_acc, what):
     pr.check(
         "that loss and the accuracy are logged as val_loss and val_acc when mode='val'",
         weight=0.25,
-        ok=any(out.get(f"{p}logs_val") == 1.0 for p in lgood),
+        ok=any(runs[p].get("logs_val") == 1.0 for p in lgood),
         expected="self.log of val_loss and val_acc",
         got=err
         or ("logged: " + (out.get("logged") or "nothing") if lgood else "the loss above is not right"),
@@ -57,11 +59,11 @@ def _loss_checks(pr, out, exp_loss, exp_acc, diag_loss, diag_acc, what):
             else ""
         ),
     )
-    acc = out.get("iso_acc", out.get("acc"))
+    acc = preferred(runs, "acc")
     pr.check(
         "accuracy = fraction of correct argmax predictions",
         weight=0.75,
-        ok=any(num_close(out.get(f"{p}acc"), exp_acc, 1e-4) for p in runs),
+        ok=any(num_close(runs[p].get("acc"), exp_acc, 1e-4) for p in ran),
         expected=f"{exp_acc:.4f}",
         got=err or (f"{acc:.4f}" if isinstance(acc, float) else "no accuracy"),
         hint=lambda: diag_acc(acc),

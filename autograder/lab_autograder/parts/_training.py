@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from .base import NOT_CONFIGURED, RUNS, errors_of
+from .base import NOT_CONFIGURED, both_runs, errors_of
 
 VAL_SCRIPT = [0.30, 0.90, 0.60]  # scripted val_acc per epoch of the instrumented run: best = epoch 1
 
 
-def _training_run_ok(out, prefix):
-    ran = (out.get(prefix + "epochs_run") or 0) > 0
-    clip = (out.get(prefix + "clip_calls") or 0) > 0
+def _training_run_ok(run):
+    """One instrumented run's verdicts: ``(it trained, it clipped, it kept the best epoch, saved epoch)``."""
+    ran = (run.get("epochs_run") or 0) > 0
+    clip = (run.get("clip_calls") or 0) > 0
     best = int(max(range(len(VAL_SCRIPT)), key=lambda i: VAL_SCRIPT[i]))
-    saved = out.get(prefix + "saved_epoch")
+    saved = run.get("saved_epoch")
     return ran, ran and clip, ran and isinstance(saved, float) and int(saved) == best, saved
 
 
@@ -57,12 +58,12 @@ def _checkpoint_checks(pr, fname, fn_name, trusted, threshold, acc_what):
     )
 
 
-def _saved_epoch_said(out, runs, fname, fn_name, ran, err_t) -> str:
+def _saved_epoch_said(outs, runs, fname, fn_name, ran, err_t) -> str:
     """What the instrumented run's checkpoint holds, when it is not the best epoch's weights."""
-    saved = runs[""][3] if runs[""][0] else runs["iso_"][3]
+    saved = runs["student"][3] if runs["student"][0] else runs["iso"][3]
     if not ran:
         return err_t or "the training did not run"
-    if not (out.get("ckpt_written") or out.get("iso_ckpt_written")):
+    if not any(run.get("ckpt_written") for run in outs.values()):
         return f"no {fname} written in the checkpoint_dir passed to {fn_name}"
     if not isinstance(saved, float) or saved < 0:
         return "the saved weights match no epoch's weights"
@@ -70,9 +71,9 @@ def _saved_epoch_said(out, runs, fname, fn_name, ran, err_t) -> str:
     return f"epoch {int(saved) + 1} of {len(VAL_SCRIPT)}" + last
 
 
-def _returned_said(out, runs, ran, err_t) -> str:
+def _returned_said(outs, runs, ran, err_t) -> str:
     """What the model the training function returned holds, when it is not the best epoch's."""
-    returned = next((out.get(f"{p}returned_epoch") for p in RUNS if runs[p][0]), None)
+    returned = next((outs[p].get("returned_epoch") for p in outs if runs[p][0]), None)
     if not ran or returned is None:
         return err_t or "the training did not run"
     if returned == -2.0:
@@ -83,12 +84,14 @@ def _returned_said(out, runs, ran, err_t) -> str:
     return f"the model of epoch {int(returned) + 1} of {len(VAL_SCRIPT)}" + last
 
 
-def _training_checks(pr, out, fname, fn_name, trusted, threshold, acc_what):
+def _training_checks(pr, out, iso, fname, fn_name, trusted, threshold, acc_what):
     """The checkpoint's checks, then the training function's behaviour in a tiny instrumented run
-    (student's components, or correct ones): gradient clipping, and the best epoch kept."""
+    (``out``: on the student's components; ``iso``: on correct ones): gradient clipping, and the best
+    epoch kept."""
     _checkpoint_checks(pr, fname, fn_name, trusted, threshold, acc_what)
-    runs = {p: _training_run_ok(out, p) for p in RUNS}
-    err_t = errors_of(out, "training") or errors_of(out, "iso_training")
+    outs = both_runs(out, iso)
+    runs = {p: _training_run_ok(run) for p, run in outs.items()}
+    err_t = errors_of(out, "training") or errors_of(outs["iso"], "training")
     clip = any(r[1] for r in runs.values())
     ran = any(r[0] for r in runs.values())
     pr.check(
@@ -111,17 +114,17 @@ def _training_checks(pr, out, fname, fn_name, trusted, threshold, acc_what):
         ok=ok,
         expected="the weights of the epoch with the highest val_acc "
         f"(epoch {best + 1} of {len(VAL_SCRIPT)} in the run)",
-        got=f"epoch {best + 1}" if ok else _saved_epoch_said(out, runs, fname, fn_name, ran, err_t),
+        got=f"epoch {best + 1}" if ok else _saved_epoch_said(outs, runs, fname, fn_name, ran, err_t),
         hint=lambda: "ModelCheckpoint(dirpath=checkpoint_dir, filename=..., monitor='val_acc', mode='max'), "
         "and reload checkpoint.best_model_path",
     )
-    returned = any(runs[p][0] and out.get(f"{p}returned_epoch") == best for p in RUNS)
+    returned = any(runs[p][0] and run.get("returned_epoch") == best for p, run in outs.items())
     pr.check(
         f"{fn_name} returns (model, result), the model being the best epoch's, reloaded from its checkpoint",
         weight=0.25,
         ok=returned,
         expected=f"the weights of epoch {best + 1}, as in <checkpoint_dir>/{fname}",
-        got=f"the model of epoch {best + 1}" if returned else _returned_said(out, runs, ran, err_t),
+        got=f"the model of epoch {best + 1}" if returned else _returned_said(outs, runs, ran, err_t),
         hint=lambda: "return the model reloaded from checkpoint.best_model_path (load_from_checkpoint), "
         "not the one the Trainer left after its last epoch",
     )

@@ -7,10 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from ._losses import _loss_checks, _seeded_model
-from .base import PartResult, num_close, ref
+from .base import PartResult, both_runs, num_close, ref
 
 
 def inputs_anomaly_loss(seed):
+    """A small set-anomaly predictor's hyper-parameters and seeded weights, and one batch of sets
+    (features, image indices, the anomaly's position)."""
     g, hp, state = _seeded_model(seed, "TransformerPredictor", input_dim=24, num_classes=1, num_layers=2)
     sets = torch.randn(8, 10, 24, generator=g)
     labels = torch.randint(10, (8,), generator=g)
@@ -29,7 +31,10 @@ def _anomaly_ref(inp, pe=False):
     return F.cross_entropy(preds, labels).item(), (preds.argmax(-1) == labels).float().mean().item(), preds
 
 
-def grade_anomaly_loss(inp, out, points):
+def grade_anomaly_loss(inp, out, points, iso=None):
+    """``_calculate_loss`` on the grader's weights and batch: the anomaly model's cross-entropy over the set
+    and the accuracy, each diagnosed against the usual mistakes, and both logged. Also read from the run
+    on correct model components (``iso``), so a bug in them is charged to their own parts."""
     pr = PartResult("anomaly_loss", points)
     loss, acc, preds = _anomaly_ref(inp)
     loss_pe, acc_pe, _ = _anomaly_ref(inp, pe=True)
@@ -62,5 +67,5 @@ def grade_anomaly_loss(inp, out, points):
         return "(preds.argmax(dim=-1) == labels).float().mean() with preds [B, SetSize]"
 
     what = "cross-entropy over the set dimension, no positional encoding"
-    _loss_checks(pr, out, loss, acc, diag_loss, diag_acc, what)
+    _loss_checks(pr, both_runs(out, iso), loss, acc, diag_loss, diag_acc, what)
     return pr

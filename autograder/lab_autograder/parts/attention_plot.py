@@ -11,6 +11,7 @@ from .base import PartResult, _gen, close, errors_of
 
 
 def inputs_attention_plot(seed):
+    """Three token sequences and two layers of seeded attention maps, and the sequence to plot."""
     g = _gen(seed + 3)
     maps = [F.softmax(torch.randn(3, 3, 5, 5, generator=g) * 2, dim=-1) for _ in range(2)]
     return {"tokens": torch.randint(10, (3, 5), generator=g), "maps": maps, "idx": 1}

@@ -73,18 +73,30 @@ class PartResult:
         return round(self.points * sum(c.earned for c in self.checks) / total, 4)
 
 
-#: the prefixes of a re-checked part's two runs: the student's own, and the one on correct stand-ins
-RUNS = ("", "iso_")
+#: the runs of a part re-checked on stand-ins: its own, and the one on correct components of the parts
+#: below it (only when it lost points; ``{}`` otherwise). The grader keeps each in its own dict.
+RUNS = ("student", "iso")
 
 
-def runs_with(out, key, kind=torch.Tensor) -> list[str]:
+def both_runs(out, iso) -> dict[str, dict]:
+    """A re-checked part's outputs by run: the student's own (``out``) and the stand-ins' (``iso``)."""
+    return {"student": out, "iso": iso or {}}
+
+
+def runs_with(runs, key, kind=torch.Tensor) -> list[str]:
     """The runs (``RUNS``) whose output ``key`` came back, as a ``kind``."""
-    return [p for p in RUNS if isinstance(out.get(f"{p}{key}"), kind)]
+    return [name for name in RUNS if isinstance(runs[name].get(key), kind)]
+
+
+def preferred(runs, key):
+    """Output ``key`` of the run on stand-ins when there was one, else the student's own: what a
+    diagnosis of this part's own code reads (a bug below it cannot blur it)."""
+    return runs["iso"].get(key, runs["student"].get(key))
 
 
 def stand_in_note(good, what, yours="yours is graded in its own part") -> str:
     """Said of a check passed only on stand-ins: the student's code below this part is charged there."""
-    return f" (it passes only with {what}: {yours})" if good == ["iso_"] else ""
+    return f" (it passes only with {what}: {yours})" if good == ["iso"] else ""
 
 
 def _t(x):

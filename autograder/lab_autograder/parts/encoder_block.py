@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from .base import PartResult, _gen, close, describe, errors_of, ref, runs_with, stand_in_note
+from .base import PartResult, _gen, both_runs, close, describe, errors_of, preferred, ref
+from .base import runs_with, stand_in_note
 
 
 def inputs_encoder_block(seed):
+    """A seeded ``EncoderBlock(16, 4, 32)``'s weights, an input, a mask hiding its last two tokens,
+    and a second input that differs only at those tokens."""
     g = _gen(seed)
     tl = ref()
     blk = tl.EncoderBlock(16, 4, 32, 0.0)
@@ -84,38 +87,39 @@ def _block_diagnose(inp, got):
     )
 
 
-def _mask_reaches_attention(out, runs, exp_m) -> bool:
+def _mask_reaches_attention(runs, exp_m) -> bool:
     """The property itself, on the block's own outputs (a bug in its maths is charged once, above):
     changing a masked token leaves the unmasked positions unchanged."""
     return any(
-        isinstance(out.get(f"{p}mask_out"), torch.Tensor)
-        and isinstance(out.get(f"{p}mask_out2"), torch.Tensor)
-        and out[f"{p}mask_out"].shape == out[f"{p}mask_out2"].shape == exp_m.shape
-        and close(out[f"{p}mask_out2"][:, :4], out[f"{p}mask_out"][:, :4], 1e-4, 1e-4)
-        for p in runs
+        isinstance(run.get("mask_out"), torch.Tensor)
+        and isinstance(run.get("mask_out2"), torch.Tensor)
+        and run["mask_out"].shape == run["mask_out2"].shape == exp_m.shape
+        and close(run["mask_out2"][:, :4], run["mask_out"][:, :4], 1e-4, 1e-4)
+        for run in runs
     )
 
 
-def grade_encoder_block(inp, out, points):
+def grade_encoder_block(inp, out, points, iso=None):
     """The tutorial's parameter names, the post-LN output on the grader's weights (diagnosed against
     pre-LN, missing residuals, MLP or norms), the mask reaching the attention, dropout in train mode.
-    Each is also read from the run on a correct attention, so a bug there is charged to its part."""
+    Each is also read from the run on a correct attention (``iso``), so a bug there is charged to its part."""
     pr = PartResult("encoder_block", points)
     exp = _block_ref(inp)
-    runs = runs_with(out, "out")
+    runs = both_runs(out, iso)
+    ran = runs_with(runs, "out")
     err = errors_of(out, "student")
     pr.check(
         "submodules self_attn, linear_net (Linear at 0 and 3), norm1, norm2",
         weight=0.5,
         # its own names are right if the weights loaded once: with the student's attention, or, when
         # that attention's names differ (charged to its own part), with the stand-in's
-        ok=bool(runs) and (out.get("names_loaded") != 0.0 or "iso_" in runs),
+        ok=bool(ran) and (out.get("names_loaded") != 0.0 or "iso" in ran),
         expected="the tutorial's parameter names",
         got=out.get("params", "") or err,
         hint="keep the tutorial's names so its checkpoints load",
     )
-    good = [p for p in runs if close(out.get(f"{p}out"), exp, 1e-4, 1e-4)]
-    got = out.get("iso_out", out.get("out"))
+    good = [p for p in ran if close(runs[p].get("out"), exp, 1e-4, 1e-4)]
+    got = preferred(runs, "out")
     pr.check(
         "output = norm2(h + MLP(h)) with h = norm1(x + MHA(x)) (residuals, post-LN)"
         + stand_in_note(good, "a correct MultiheadAttention"),
@@ -128,12 +132,12 @@ def grade_encoder_block(inp, out, points):
     pr.check(
         "the mask reaches the attention (changing a masked token leaves the other positions unchanged)",
         weight=0.5,
-        ok=_mask_reaches_attention(out, runs, _block_ref(inp, mask=inp["mask"])),
+        ok=_mask_reaches_attention([runs[p] for p in ran], _block_ref(inp, mask=inp["mask"])),
         expected="unmasked positions unchanged",
         got=err or "the outputs at unmasked positions changed with a masked token",
         hint=lambda: "pass mask=mask to self.self_attn",
     )
-    differs = [out.get(f"{p}dropout_differs") for p in runs]
+    differs = [runs[p].get("dropout_differs") for p in ran]
     pr.check(
         "dropout is active in train mode",
         weight=0.5,

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import torch
 
-from .base import RUNS, PartResult, _gen, close, describe, errors_of, ref, runs_with, stand_in_note
+from .base import PartResult, _gen, both_runs, close, describe, errors_of, ref, runs_with, stand_in_note
 
 
 def inputs_multihead_attention(seed):
+    """A seeded ``MultiheadAttention(12, 16, 4)``'s weights, an input, a mask with every row kept,
+    and a permutation of the positions (for the equivariance note)."""
     g = _gen(seed)
     tl = ref()
     torch.manual_seed(seed)
@@ -91,25 +93,26 @@ def _equivariance_note(inp, out) -> str:
     return ""
 
 
-def grade_multihead_attention(inp, out, points):
+def grade_multihead_attention(inp, out, points, iso=None):
     """Parameter names, the output on the grader's weights (diagnosed against the usual layout and
     merge mistakes), the mask per head and ``return_attention``. Each is also read from the run on a
-    correct ``scaled_dot_product``, so a bug there is charged to its own part."""
+    correct ``scaled_dot_product`` (``iso``), so a bug there is charged to its own part."""
     pr = PartResult("multihead_attention", points)
     exp_out, _ = _mha_ref(inp)
     exp_mout, exp_matt = _mha_ref(inp, mask=inp["mask"])
-    runs = runs_with(out, "out")
+    runs = both_runs(out, iso)
+    ran = runs_with(runs, "out")
     err = errors_of(out, "student")
     pr.check(
         "parameters qkv_proj (Linear input_dim -> 3*embed_dim) and o_proj (embed_dim -> embed_dim)",
         weight=0.5,
-        ok=bool(runs) and all(out.get(f"{p}names_loaded") != 0.0 for p in RUNS),
+        ok=bool(ran) and all(run.get("names_loaded") != 0.0 for run in runs.values()),
         expected=", ".join(f"{k} {list(inp['state'][k].shape)}" for k in ("qkv_proj.weight", "o_proj.weight"))
         + f" (input_dim {inp['input_dim']}, embed_dim {inp['embed_dim']}, {inp['num_heads']} heads)",
         got=out.get("params", "") or err,
         hint="keep the tutorial's module names so its checkpoints load",
     )
-    good = [p for p in runs if close(out.get(f"{p}out"), exp_out, 1e-4, 1e-5)]
+    good = [p for p in ran if close(runs[p].get("out"), exp_out, 1e-4, 1e-5)]
     pr.check(
         "output equals the tutorial's computation (per-head q/k/v layout, heads merged, o_proj)"
         + stand_in_note(good, "a correct scaled_dot_product"),
@@ -123,10 +126,10 @@ def grade_multihead_attention(inp, out, points):
         "mask honoured per head; return_attention gives [B, H, T, T] weights and the same output",
         weight=1.0,
         ok=any(
-            close(out.get(f"{p}mask_out"), exp_mout, 1e-4, 1e-5)
-            and close(out.get(f"{p}mask_attention"), exp_matt, 1e-4, 1e-5)
-            and close(out.get(f"{p}ret_out"), exp_out, 1e-4, 1e-5)
-            for p in runs
+            close(runs[p].get("mask_out"), exp_mout, 1e-4, 1e-5)
+            and close(runs[p].get("mask_attention"), exp_matt, 1e-4, 1e-5)
+            and close(runs[p].get("ret_out"), exp_out, 1e-4, 1e-5)
+            for p in ran
         ),
         expected=f"attention {list(exp_matt.shape)}, masked weights 0",
         got=err or f"attention {describe(out.get('mask_attention'), exp_matt)}",

@@ -11,6 +11,7 @@ from .base import PartResult, _gen, close, describe, errors_of, ref
 
 
 def inputs_positional_encoding(seed):
+    """The table's size, and two seeded inputs for ``PositionalEncoding.forward`` (full and short)."""
     g = _gen(seed)
     return {
         "d_model": 48,

@@ -13,6 +13,8 @@ from .base import PartResult, _gen, close, errors_of
 
 
 def inputs_prediction_view(seed):
+    """Sets' image indices, their predicted probabilities, attention maps and images, and the set
+    to show."""
     g = _gen(seed + 5)
     maps = [F.softmax(torch.randn(3, 2, 10, 10, generator=g) * 2, dim=-1) for _ in range(2)]
     probs = F.softmax(torch.randn(3, 10, generator=g) * 2, dim=-1)

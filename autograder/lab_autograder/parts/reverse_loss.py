@@ -7,10 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from ._losses import _loss_checks, _seeded_model
-from .base import PartResult, num_close, ref
+from .base import PartResult, both_runs, num_close, ref
 
 
 def inputs_reverse_loss(seed):
+    """A small ``ReversePredictor``'s hyper-parameters and seeded weights, and one batch of
+    sequences with their reversals."""
     g, hp, state = _seeded_model(seed, "ReversePredictor", input_dim=10, num_classes=10, num_layers=1)
     inp = torch.randint(10, (8, 12), generator=g)
     return {"hparams": hp, "state": state, "batch": [inp, inp.flip(-1)]}
@@ -29,7 +31,10 @@ def _reverse_ref(inp, pe=True):
     return loss, acc, preds
 
 
-def grade_reverse_loss(inp, out, points):
+def grade_reverse_loss(inp, out, points, iso=None):
+    """``_calculate_loss`` on the grader's weights and batch: the reverse model's token-level cross-entropy
+    and the accuracy, each diagnosed against the usual mistakes, and both logged. Also read from the run
+    on correct model components (``iso``), so a bug in them is charged to their own parts."""
     pr = PartResult("reverse_loss", points)
     loss, acc, preds = _reverse_ref(inp)
     loss_nope, _, _ = _reverse_ref(inp, pe=False)
@@ -54,5 +59,5 @@ def grade_reverse_loss(inp, out, points):
         )
 
     what = "token-level cross-entropy over [B*T, C] (positional encoding on)"
-    _loss_checks(pr, out, loss, acc, diag_loss, diag_acc, what)
+    _loss_checks(pr, both_runs(out, iso), loss, acc, diag_loss, diag_acc, what)
     return pr

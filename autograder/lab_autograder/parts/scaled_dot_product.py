@@ -30,6 +30,8 @@ def _sdp_ref(inp, case):
 
 
 def inputs_scaled_dot_product(seed):
+    """Seeded q, k, v for the plain, masked, rectangular (T_q != T_k, d_v != d_k), padding-mask and
+    fully-masked-row cases. Inputs only: the expected values are computed at grading time."""
     g = _gen(seed)
     B, H, T, D = 2, 3, 5, 16
     inp = {}

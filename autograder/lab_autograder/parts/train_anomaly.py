@@ -28,6 +28,8 @@ def anomaly_eval_sets(feats, labels, n_sets, seed, set_size=10):
 
 
 def inputs_train_anomaly(seed):
+    """Tiny synthetic features (10 classes) and configuration for the instrumented run, and its
+    scripted ``val_acc`` per epoch."""
     g = _gen(seed + 13)
     inp = {"val_script": torch.tensor(VAL_SCRIPT)}
     # tiny synthetic features for the instrumented run (10 classes x 40 images, 32-d)
@@ -64,11 +66,16 @@ def grade_train_anomaly(
     trusted=(None, "no checkpoint submitted"),
     threshold=ANOMALY_THRESHOLD,
     features="no test features",
+    iso=None,
 ):
+    """The submitted checkpoint's accuracy (``trusted``: the grader's own measurement on
+    ``features``), then ``train_anomaly`` in a tiny instrumented run, on the student's components
+    (``out``) and on correct ones (``iso``): gradient clipping, the best epoch kept and returned."""
     pr = PartResult("train_anomaly", points)
     _training_checks(
         pr,
         out,
+        iso,
         "anomaly.ckpt",
         "train_anomaly",
         trusted,

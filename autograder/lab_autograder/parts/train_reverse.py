@@ -11,6 +11,7 @@ from .base import PartResult, _gen
 
 
 def inputs_train_reverse(seed):
+    """A tiny reverse configuration for the instrumented run, and its scripted ``val_acc`` per epoch."""
     return {
         "cfg": {
             "num_categories": 10,
@@ -35,11 +36,15 @@ def reverse_eval_data(seed):
     return torch.randint(10, (2000, 16), generator=_gen(seed + 7))
 
 
-def grade_train_reverse(inp, out, points, trusted=(None, "no checkpoint submitted")):
+def grade_train_reverse(inp, out, points, trusted=(None, "no checkpoint submitted"), iso=None):
+    """The submitted checkpoint's accuracy (``trusted``: the grader's own measurement), then
+    ``train_reverse`` in a tiny instrumented run, on the student's components (``out``) and on
+    correct ones (``iso``): gradient clipping, the best epoch kept and returned."""
     pr = PartResult("train_reverse", points)
     _training_checks(
         pr,
         out,
+        iso,
         "reverse.ckpt",
         "train_reverse",
         trusted,

@@ -11,6 +11,8 @@ from .base import PartResult, close, describe, errors_of, ref
 
 
 def inputs_warmup_factor(seed):
+    """The warm-up and total steps, the steps at which the factor is read, and a base learning rate
+    and step count for the scheduler run."""
     return {
         "warmup": 10,
         "max_iters": 100,

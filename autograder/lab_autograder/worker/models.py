@@ -35,13 +35,13 @@ def param_summary(model):
     return ", ".join(f"{k} {list(v.shape)}" for k, v in model.state_dict().items())[:600]
 
 
-def load_named(model, state, out, prefix):
+def load_named(model, state, out):
     """The grader's weights into ``model`` (then eval mode), recording its parameter names and
     whether the weights fit them (``names_loaded``)."""
-    out[f"{prefix}params"] = param_summary(model)
-    out[f"{prefix}names_loaded"] = 0.0
+    out["params"] = param_summary(model)
+    out["names_loaded"] = 0.0
     load_state(model, state)
-    out[f"{prefix}names_loaded"] = 1.0
+    out["names_loaded"] = 1.0
     model.eval()
 
 

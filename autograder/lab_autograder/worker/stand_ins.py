@@ -46,15 +46,15 @@ def Swap(ns, oracles):
 
 
 def student_and_isolated(outputs):
-    """The two probes of a part whose outputs come from ``outputs(ns, inp, out, prefix)``: the
-    student's own run (sub-step ``student``, no prefix), and the same run on this stage's stand-ins
-    (sub-step ``isolated``, keys prefixed ``iso_``)."""
+    """The two probes of a part whose outputs come from ``outputs(ns, inp, out)``: the student's own
+    run (sub-step ``student``), and the same run on this stage's stand-ins (sub-step ``isolated``).
+    Each fills its own ``out``: the grader keeps the two runs' outputs apart."""
 
     def probe(ns, inp, out):
-        step(out, "student", lambda: outputs(ns, inp, out, ""))
+        step(out, "student", lambda: outputs(ns, inp, out))
 
     def iso(ns, inp, out, oracles):
         with Swap(ns, oracles):
-            step(out, "isolated", lambda: outputs(ns, inp, out, "iso_"), isolated=True)
+            step(out, "isolated", lambda: outputs(ns, inp, out), isolated=True)
 
     return probe, iso

@@ -11,13 +11,13 @@ def predictor_loss(cls_name):
     """The ``outputs`` function of a predictor's loss part: ``_calculate_loss`` on the grader's
     weights and batch."""
 
-    def outputs(ns, inp, out, prefix):
-        _loss_outputs(ns, inp, out, cls_name, prefix)
+    def outputs(ns, inp, out):
+        _loss_outputs(ns, inp, out, cls_name)
 
     return outputs
 
 
-def _loss_outputs(ns, inp, out, cls_name, prefix):
+def _loss_outputs(ns, inp, out, cls_name):
     cls = need(ns, cls_name)
     hp = {
         k: (
@@ -37,7 +37,7 @@ def _loss_outputs(ns, inp, out, cls_name, prefix):
         res = model._calculate_loss(batch, mode="val")
     if not isinstance(res, (tuple, list)) or len(res) != 2:
         raise TypeError(f"_calculate_loss must return (loss, acc), got {type(res).__name__}")
-    out[f"{prefix}loss"] = as_float(res[0], "loss")
-    out[f"{prefix}acc"] = as_float(res[1], "acc")
-    out[f"{prefix}logged"] = ", ".join(sorted(set(logged)))[:200]
-    out[f"{prefix}logs_val"] = float({"val_loss", "val_acc"} <= set(logged))
+    out["loss"] = as_float(res[0], "loss")
+    out["acc"] = as_float(res[1], "acc")
+    out["logged"] = ", ".join(sorted(set(logged)))[:200]
+    out["logs_val"] = float({"val_loss", "val_acc"} <= set(logged))

@@ -78,13 +78,13 @@ def _epoch_of(state, snapshots) -> float:
     return float(matches[-1]) if matches else -1.0
 
 
-def _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, extra_args, prefix=""):
+def _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, extra_args, run_name):
     fn = need(ns, fn_name)
     cfg_cls = need(ns, cfg_name)
     cfg = cfg_cls(**{k: (float(v) if isinstance(v, float) else int(v)) for k, v in inp["cfg"].items()})
     script = [float(v) for v in inp["val_script"].tolist()]
     rec, clip_calls = _Recorder(script).cb, {"n": 0}
-    run_dir = os.path.join(out.work, prefix + "train_" + fn_name)
+    run_dir = os.path.join(out.work, run_name)  # each run its own folder: no checkpoint seen twice
     os.makedirs(run_dir, exist_ok=True)
     cwd = os.getcwd()
     try:
@@ -93,17 +93,17 @@ def _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, extra_args, pref
             res = fn(run_dir, *extra_args, cfg=cfg, progress=False, accelerator="cpu")
     finally:
         os.chdir(cwd)
-    out[prefix + "clip_calls"] = float(clip_calls["n"])
-    out[prefix + "epochs_run"] = float(len(rec.snapshots))
+    out["clip_calls"] = float(clip_calls["n"])
+    out["epochs_run"] = float(len(rec.snapshots))
     path = os.path.join(run_dir, fname)
-    out[prefix + "ckpt_written"] = float(os.path.isfile(path))
+    out["ckpt_written"] = float(os.path.isfile(path))
     if os.path.isfile(path) and rec.snapshots:
         ckpt = _LOAD(path, map_location="cpu", weights_only=True)
-        out[prefix + "saved_epoch"] = _epoch_of(
+        out["saved_epoch"] = _epoch_of(
             ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}, rec.snapshots
         )
     model = res[0] if isinstance(res, (tuple, list)) and res else res  # (model, result), as the tutorial's
-    out[prefix + "returned_epoch"] = (
+    out["returned_epoch"] = (
         _epoch_of(model.state_dict(), rec.snapshots) if isinstance(model, torch.nn.Module) else -2.0
     )
 
@@ -115,14 +115,15 @@ def _train_args(inp, fn_name):
     return "AnomalyConfig", "anomaly.ckpt", tuple(inp[k].clone() for k in names)
 
 
-def _training(ns, inp, out, fn_name, prefix=""):
+def _training(ns, inp, out, fn_name, isolated=False):
     cfg_name, fname, args = _train_args(inp, fn_name)
+    run_name = ("isolated_" if isolated else "") + "train_" + fn_name
     step(
         out,
-        prefix + "training",
-        lambda: _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, args, prefix),
+        "training",
+        lambda: _instrumented_train(ns, inp, out, fn_name, cfg_name, fname, args, run_name),
         limit=out.train_limit,
-        isolated=bool(prefix),
+        isolated=isolated,
     )
 
 
@@ -134,6 +135,6 @@ def training_probes(fn_name):
 
     def iso(ns, inp, out, oracles):
         with Swap(ns, oracles):  # the training function's behaviour, on correct components
-            _training(ns, inp, out, fn_name, "iso_")
+            _training(ns, inp, out, fn_name, isolated=True)
 
     return probe, iso

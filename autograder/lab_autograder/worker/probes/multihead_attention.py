@@ -9,24 +9,24 @@ from ..models import load_named
 from ..stand_ins import student_and_isolated
 
 
-def outputs(ns, inp, out, prefix):
+def outputs(ns, inp, out):
     cls = need(ns, "MultiheadAttention")
     d_in, d_emb, h = (int(inp[k]) for k in ("input_dim", "embed_dim", "num_heads"))
     m = cls(d_in, d_emb, h)
-    load_named(m, inp["state"], out, prefix)
+    load_named(m, inp["state"], out)
     with torch.no_grad():
         x = inp["x"].clone()
-        out[f"{prefix}out"] = as_tensor(m(x), "output")
+        out["out"] = as_tensor(m(x), "output")
         res = m(x, mask=inp["mask"].clone(), return_attention=True)
         if not isinstance(res, (tuple, list)) or len(res) != 2:
             raise TypeError("forward(..., return_attention=True) must return (output, attention)")
-        out[f"{prefix}mask_out"], out[f"{prefix}mask_attention"] = (
+        out["mask_out"], out["mask_attention"] = (
             as_tensor(res[0], "output"),
             as_tensor(res[1], "attention"),
         )
         res = m(x, return_attention=True)
-        out[f"{prefix}ret_out"] = as_tensor(res[0], "output")
-        out[f"{prefix}perm_out"] = as_tensor(m(x[:, inp["perm"]]), "output")
+        out["ret_out"] = as_tensor(res[0], "output")
+        out["perm_out"] = as_tensor(m(x[:, inp["perm"]]), "output")
 
 
 probe, iso = student_and_isolated(outputs)
